@@ -1,0 +1,58 @@
+# East-Data-West-Compute on Airflow. `make demo` and `make test` do all set-up on a fresh Debian machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BIN ?= python3.11
+VENV := .venv
+WEST_VENV := .local/west-venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+SITE := $(VENV)/lib/python3.11/site-packages
+export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
+export AIRFLOW_CONFIG ?= $(CURDIR)/airflow.cfg
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+DEMO_DATE ?= 2026-11-24
+DEMO_MACHINES ?= 700
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: system-deps
+system-deps: ## install Debian packages the hubs need (openssh-server), when missing
+	@if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ]; then \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "error: sshd is missing; install OpenSSH server (Debian: apt-get install -y openssh-server) as root" >&2; exit 1; \
+	  fi; \
+	  echo "installing openssh-server with apt-get"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON_BIN) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q uv==0.13.9
+	$(UV) pip install -q --python $(PY) -r requirements.txt
+	printf '%s\n%s\n' "$(CURDIR)/plugins" "$(CURDIR)/include" > $(SITE)/eastwest-project.pth
+	touch $@
+
+$(WEST_VENV)/.installed: requirements-west.txt $(VENV)/.installed
+	$(PYTHON_BIN) -m venv $(WEST_VENV) || python3 -m venv $(WEST_VENV)
+	$(UV) pip install -q --python $(WEST_VENV)/bin/python -r requirements-west.txt
+	touch $@
+
+.PHONY: venv west-venv
+venv: $(VENV)/.installed ## east-side virtual environment with pinned dependencies
+west-venv: $(WEST_VENV)/.installed ## western-node environment (runner only, no Airflow)
+
+.PHONY: requirements
+requirements: ## re-pin requirements*.txt from requirements*.in with uv
+	$(UV) pip compile -q --python-version 3.11 requirements.in -o requirements.txt
+	$(UV) pip compile -q --python-version 3.11 requirements-west.in -c requirements.txt -o requirements-west.txt
+
+.PHONY: hubs hubs-down
+hubs: system-deps venv west-venv ## start the local western hubs (sshd on 127.0.0.1)
+	$(PY) -m eastwest.localhubs up
+hubs-down: ## stop the local western hubs
+	@if [ -x $(PY) ]; then $(PY) -m eastwest.localhubs down; fi

@@ -1,0 +1,102 @@
+"""Operators that run registered Polars jobs on western hubs.
+
+:class:`WestJobOperator` is the provider's :class:`SSHRemoteJobOperator` (detached remote job,
+deferrable, remote log streamed to the task log, process-group kill on cancel) bound to the western
+runner: it stores the job's parameters on the hub as JSON, then runs ``westnode.runner run`` with
+validated, quoted arguments. Nothing a user types reaches the remote shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.ssh.operators.ssh_remote_job import SSHRemoteJobOperator
+from airflow.providers.ssh.triggers.ssh_remote_job import SSHRemoteJobTrigger
+
+from eastwest.hooks import PinnedSSHHookAsync, WestHubHook
+from eastwest.settings import JOBS, check_name, get_settings
+
+
+class WestJobTrigger(SSHRemoteJobTrigger):
+    """The provider's remote-job trigger, connecting with the hub's pinned host key on any port."""
+
+    def _get_hook(self) -> PinnedSSHHookAsync:
+        return PinnedSSHHookAsync(ssh_conn_id=self.ssh_conn_id, host=self.remote_host)
+
+
+class WestJobOperator(SSHRemoteJobOperator):
+    """Run a registered job on a western hub against a run's shipped datasets.
+
+    :param plan: the run's plan (``eastwest.pipeline.Plan.to_dict()``), usually the output of the
+        DAG's plan task (templated). It names the hub, the job, the run key and the job parameters.
+    :param kwargs: passed to :class:`SSHRemoteJobOperator` (``timeout``, ``poll_interval``, …).
+    """
+
+    template_fields: Sequence[str] = (*SSHRemoteJobOperator.template_fields, "plan")
+    ui_color = "#f0e6c8"
+
+    def __init__(self, *, plan: Any, poll_interval: int = 2, **kwargs: Any) -> None:
+        kwargs.setdefault("cleanup", "on_success")
+        super().__init__(
+            ssh_conn_id="west_pending",
+            command="westnode.runner run",
+            remote_os="posix",
+            poll_interval=poll_interval,
+            **kwargs,
+        )
+        self.plan = plan
+
+    def _bind(self) -> tuple[str, str, str]:
+        """Check the rendered plan and point the operator at its hub; return (hub, job, run key)."""
+        if not isinstance(self.plan, dict):
+            raise AirflowException(f"{self.task_id}: plan must be a dict, got {type(self.plan).__name__}")
+        hub, job, run_key = self.plan.get("hub"), self.plan.get("job"), self.plan.get("run_key")
+        hubs = get_settings().hubs
+        if hub not in hubs:
+            raise AirflowException(f"hub {hub!r} is not configured; choose one of {', '.join(hubs)}")
+        if job not in JOBS:
+            raise AirflowException(f"job {job!r} is not registered; registered jobs: {', '.join(JOBS)}")
+        check_name("run key", str(run_key))
+        self.ssh_conn_id = hub
+        self.remote_base_dir = self.west_hook.jobs_dir
+        return hub, job, str(run_key)
+
+    @cached_property
+    def west_hook(self) -> WestHubHook:
+        return WestHubHook(self.ssh_conn_id)
+
+    def execute(self, context: Any) -> None:
+        hub, job, run_key = self._bind()
+        from eastwest.pipeline import Plan
+
+        self.west_hook.put_params(run_key, job, Plan.from_dict(self.plan).job_params)
+        self.command = self.west_hook.runner_command("run", run_key, job)
+        self.log.info("running job %s for run %s on hub %s", job, run_key, hub)
+        super().execute(context)
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: dict | None = None, timeout: Any = None) -> None:
+        if type(trigger) is SSHRemoteJobTrigger:
+            trigger = WestJobTrigger(**trigger.serialize()[1])
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
+        hub, job, run_key = self._bind()
+        try:
+            super().execute_complete(context, event)
+        except AirflowException as exc:
+            if not event or not event.get("done"):
+                raise
+            tail = self.west_hook.tail_job_log(str(event.get("log_file", "")))
+            raise AirflowException(
+                f"job {job} for run {run_key} on hub {hub} failed ({exc}). Last output of the job:\n{tail.strip()}"
+            ) from exc
+
+    def on_kill(self) -> None:
+        try:
+            self._bind()
+        except Exception as exc:  # still try the provider's kill with what it has
+            self.log.warning("could not bind the plan before killing the remote job: %s", exc)
+        super().on_kill()

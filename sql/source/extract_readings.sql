@@ -1,0 +1,6 @@
+-- One data interval [start, end) of readings, in a stable order (same interval, same bytes).
+SELECT ts, enterprise_id, machine_id, power_kw, temperature_c, vibration_mm_s, status
+FROM readings
+WHERE ts >= :start AND ts < :end
+{% if enterprise_ids %}  AND enterprise_id IN :enterprise_ids
+{% endif %}ORDER BY ts, machine_id;
