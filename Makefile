@@ -56,3 +56,28 @@ hubs: system-deps venv west-venv ## start the local western hubs (sshd on 127.0.
 	$(PY) -m eastwest.localhubs up
 hubs-down: ## stop the local western hubs
 	@if [ -x $(PY) ]; then $(PY) -m eastwest.localhubs down; fi
+
+AIRFLOW_ENV = AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$(AIRFLOW_HOME)/airflow.db}
+
+.PHONY: airflow-db
+airflow-db: venv ## create or migrate the Airflow metadata DB (SQLite under .local/airflow by default)
+	mkdir -p $(AIRFLOW_HOME)
+	$(AIRFLOW_ENV) $(VENV)/bin/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+
+.PHONY: demo
+demo: hubs airflow-db ## set everything up and run the nightly pipeline for DEMO_DATE (≈1M readings)
+	@$(AIRFLOW_ENV) $(PY) -m eastwest.demo --date $(DEMO_DATE) --machines $(DEMO_MACHINES); \
+	  rc=$$?; $(PY) -m eastwest.localhubs down >/dev/null; exit $$rc
+
+.PHONY: lint
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: test
+test: system-deps venv west-venv lint ## run every test (real sshd hubs, real PostgreSQL, real Airflow)
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)
+	rm -rf .local

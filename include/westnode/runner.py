@@ -98,9 +98,11 @@ def _verified(path: Path, what: str) -> wire.Manifest:
         raise RunnerError(f"{what} {path.name} is not on this hub; ship it first", EXIT_MISSING)
     recorded = wire.load_manifest(path)
     try:
-        wire.manifest_of(path).check_against(recorded, what=f"{what} {path.name} changed on disk")
+        wire.manifest_of(path).check_against(recorded, what="digest, size or rows differ")
     except wire.VerificationError as exc:
-        raise RunnerError(str(exc), EXIT_VERIFY) from exc
+        raise RunnerError(
+            f"{what} {path.name} failed verification on disk ({exc}); ship it again", EXIT_VERIFY
+        ) from exc
     return recorded
 
 

@@ -94,6 +94,12 @@ class WestJobOperator(SSHRemoteJobOperator):
                 f"job {job} for run {run_key} on hub {hub} failed ({exc}). Last output of the job:\n{tail.strip()}"
             ) from exc
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        if next_method == "__fail__":  # the trigger timed out or failed: do not leave the job running
+            self.log.warning("the remote job timed out or lost its monitor; killing its process group")
+            self.on_kill()
+        return super().resume_execution(next_method, next_kwargs, context)
+
     def on_kill(self) -> None:
         try:
             self._bind()

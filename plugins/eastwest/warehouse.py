@@ -67,6 +67,7 @@ def partition_rows(url: str, scope: str, start_day: date, end_day: date) -> list
     """The published rows of one partition, in key order (for reports and tests)."""
     import sqlalchemy as sa
 
+    ensure_schema(url)
     with sqlfiles.engine(url).connect() as conn:
         result = conn.execute(
             sa.text(sqlfiles.render("warehouse/select_daily_kpis_partition.sql")),

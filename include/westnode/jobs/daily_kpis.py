@@ -2,7 +2,8 @@
 
 One row per (local day, enterprise, machine): energy in kWh, running hours, utilisation, p95
 temperature, and the number of readings whose power or vibration is anomalous by a robust z-score
-(median and MAD over that machine's day; |z| > ``z_threshold``).
+(median and MAD over that machine's day; |z| > ``z_threshold``). The extreme readings and the
+count of incomplete readings travel along so that validation can reject impossible source data.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def transform(readings: pl.LazyFrame, params: dict) -> pl.LazyFrame:
             (running.sum() / _MINUTES_PER_DAY).alias("utilisation"),
             pl.col("temperature_c").quantile(0.95, interpolation="linear").alias("p95_temperature_c"),
             pl.col("is_anomaly").sum().cast(pl.Int64).alias("anomaly_count"),
+            pl.col("power_kw").min().alias("min_power_kw"),
+            pl.col("temperature_c").max().alias("max_temperature_c"),
             (
                 pl.col("power_kw").is_null()
                 | pl.col("temperature_c").is_null()

@@ -1,0 +1,121 @@
+"""Shared fixtures: an isolated Airflow home, real sshd hubs, and a scratch PostgreSQL database.
+
+The environment is set at import time, before anything imports Airflow, so the tests never touch
+the demo's metadata DB, data or hubs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_HOME = ROOT / ".local" / "test"
+shutil.rmtree(TEST_HOME, ignore_errors=True)
+TEST_HOME.mkdir(parents=True)
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(TEST_HOME / "airflow"),
+        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{TEST_HOME / 'airflow' / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "EASTWEST_DATA_DIR": str(TEST_HOME / "data"),
+        "EASTWEST_HUBS_DIR": str(TEST_HOME / "hubs"),
+        "GX_ANALYTICS_ENABLED": "false",
+        # The project's DAGs plus test-only DAGs (dag.test() runs only DAGs that live in a bundle).
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {
+                    "name": "dags-folder",
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {},
+                },
+                {
+                    "name": "test-dags",
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(ROOT / "tests" / "dags")},
+                },
+            ]
+        ),
+    }
+)
+(TEST_HOME / "airflow").mkdir()
+
+HUB_PORT_BASE = int(os.environ.get("EASTWEST_TEST_HUB_PORT_BASE", "22201"))
+WEST_PYTHON = ROOT / ".local" / "west-venv" / "bin" / "python"
+PG_ADMIN_URL = os.environ.get("EASTWEST_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_TEST_DB = "eastwest_test"
+
+
+@pytest.fixture(scope="session")
+def hubs():
+    """Start two real sshd hubs on 127.0.0.1 (ports 22201+) and register them as connections."""
+    from eastwest import localhubs
+
+    state = TEST_HOME / "hubs"
+    connections = localhubs.up(state, HUB_PORT_BASE, str(WEST_PYTHON))
+    localhubs.export_connections(state)
+    try:
+        yield connections
+    finally:
+        localhubs.down(state, HUB_PORT_BASE)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Migrate the isolated SQLite metadata DB once per session."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for the session, dropped at the end."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg2://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {PG_TEST_DB}"))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_TEST_DB}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh EASTWEST_DATA_DIR for one test."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("EASTWEST_DATA_DIR", str(path))
+    return path
+
+
+def load_dag(path: Path):
+    """Import a DAG file the way the DAG processor does and return its ``dag``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"dagfile_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def hub_connection(name: str) -> dict:
+    return json.loads(os.environ[f"AIRFLOW_CONN_{name.upper()}"])

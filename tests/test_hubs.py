@@ -1,0 +1,126 @@
+"""The hub hook and the job operator against real sshd hubs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from conftest import ROOT, TEST_HOME, hub_connection, load_dag
+from eastwest.hooks import HubError, WestHubHook
+from eastwest.pipeline import make_plan
+from westnode import wire
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dataset(tmp_path) -> tuple[Path, wire.Manifest]:
+    rows = 200_000
+    t = pa.table({"id": pa.array(range(rows), pa.int64()), "v": pa.array([i * 0.5 for i in range(rows)])})
+    path = tmp_path / "readings.arrows"
+    with open(path, "wb") as f:
+        manifest = wire.write_stream(t.to_batches(max_chunksize=50_000), t.schema, f)
+    return path, manifest
+
+
+def with_connection(monkeypatch, hub: str, **changes) -> None:
+    conn = hub_connection(hub)
+    extra = {**conn["extra"], **changes.pop("extra", {})}
+    conn = {**conn, **changes, "extra": {k: v for k, v in extra.items() if v is not None}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{hub.upper()}", json.dumps(conn))
+
+
+def test_ship_and_fetch_round_trip_is_byte_identical(hubs, dataset, tmp_path) -> None:
+    path, manifest = dataset
+    hook = WestHubHook("west_ningxia")
+    metrics = hook.ship("roundtrip", "readings", path, manifest)
+    assert metrics["wire_bytes"] == manifest.bytes
+    back = tmp_path / "back" / "readings.arrows"
+    got = hook.fetch("roundtrip", "readings", back)
+    assert got == manifest
+    assert back.read_bytes() == path.read_bytes()
+    stored = TEST_HOME / "hubs" / "west_ningxia" / "root" / "scratch" / "roundtrip" / "readings.arrows"
+    assert stored.read_bytes() == path.read_bytes()
+    assert not list(stored.parent.glob("*.partial"))
+    hook.cleanup("roundtrip")
+    assert not stored.parent.exists()
+
+
+def test_wrong_pinned_host_key_is_refused(hubs, monkeypatch) -> None:
+    other_key = hub_connection("west_ningxia")["extra"]["host_key"]  # a real key, but not this hub's
+    with_connection(monkeypatch, "west_guizhou", extra={"host_key": other_key})
+    with pytest.raises(HubError, match="host key does not match the pinned key in connection 'west_guizhou'"):
+        with WestHubHook("west_guizhou").get_managed_conn():
+            pass
+
+
+def test_connection_without_pinned_key_is_refused(hubs, monkeypatch) -> None:
+    with_connection(monkeypatch, "west_guizhou", extra={"host_key": None, "no_host_key_check": True})
+    with pytest.raises(HubError, match="does not pin a host key"):
+        WestHubHook("west_guizhou")
+
+
+def test_hub_that_is_down_gives_a_clear_error(hubs, monkeypatch) -> None:
+    with_connection(monkeypatch, "west_guizhou", port=22299)
+    with pytest.raises(HubError, match="unreachable at 127.0.0.1:22299.*is its sshd running"):
+        with WestHubHook("west_guizhou", conn_retry_attempts=1).get_managed_conn():
+            pass
+
+
+def test_unregistered_job_is_refused_by_the_hub(hubs) -> None:
+    with pytest.raises(HubError, match="job 'format_disk' is not registered on this node"):
+        WestHubHook("west_guizhou").put_params("r1", "format_disk", {})
+
+
+def test_failing_job_fails_the_task_with_its_stderr(hubs, airflow_db, capfd) -> None:
+    dag = load_dag(ROOT / "tests" / "dags" / "test_west_job_failure.py")
+    run = dag.test()
+    out = capfd.readouterr()
+    log = out.out + out.err
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
+    assert "Remote job failed with exit code: 4" in log
+    assert "input readings.arrows is not on this hub; ship it first" in log  # the job's stderr
+
+
+def test_on_kill_kills_the_remote_process_group(hubs, tmp_path) -> None:
+    """Killing the task kills the job's whole process group on the hub, through the pinned connection."""
+    from airflow.providers.ssh.utils.remote_job import RemoteJobPaths
+
+    from eastwest.operators import WestJobOperator
+
+    plan = make_plan(
+        scope="kill", start_day=pendulum_date(), end_day=pendulum_date(1), hub="west_guizhou", job="daily_kpis"
+    ).to_dict()
+    op = WestJobOperator(task_id="compute", plan=plan)
+    hook = WestHubHook("west_guizhou")
+    paths = RemoteJobPaths(job_id="kill_test", remote_os="posix", base_dir=hook.jobs_dir)
+    Path(paths.job_dir).mkdir(parents=True, exist_ok=True)
+    # A detached process group on the hub, started as the provider starts jobs (setsid; pid file).
+    marker = f"eastwest-kill-test-{time.monotonic_ns()}"
+    subprocess.Popen(
+        ["setsid", "bash", "-c", f"echo -n $$ > {paths.pid_file}; exec -a {marker} sleep 300"],
+        start_new_session=True,
+    )
+    for _ in range(100):
+        if Path(paths.pid_file).exists() and Path(paths.pid_file).read_text():
+            break
+        time.sleep(0.05)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+    op._job_id, op._paths, op._detected_os = paths.job_id, paths, "posix"
+    op.on_kill()
+    for _ in range(100):
+        if subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
+            break
+        time.sleep(0.05)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0
+
+
+def pendulum_date(offset: int = 0):
+    from datetime import date, timedelta
+
+    return date(2026, 11, 24) + timedelta(days=offset)
