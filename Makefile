@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON_BIN ?= python3.11
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 WEST_VENV := .local/west-venv
 PY := $(VENV)/bin/python
@@ -21,24 +21,30 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## install Debian packages the hubs need (openssh-server), when missing
-	@if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ]; then \
-	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-	    echo "error: sshd is missing; install OpenSSH server (Debian: apt-get install -y openssh-server) as root" >&2; exit 1; \
-	  fi; \
-	  echo "installing openssh-server with apt-get"; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
-	fi
+system-deps: ## install the Debian packages the project needs (openssh-server, python3-venv) when missing
+	@missing=""; \
+	  { command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; } || missing="$$missing openssh-server"; \
+	  command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	  $(PYTHON_BIN) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	      echo "error: missing$$missing; install them as root (Debian: apt-get install -y$$missing)" >&2; exit 1; \
+	    fi; \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi
+	@$(PYTHON_BIN) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
+	  { echo "error: Python 3.11 is required ($(PYTHON_BIN) is $$($(PYTHON_BIN) --version)); set PYTHON_BIN=/path/to/python3.11" >&2; exit 1; }
 
-$(VENV)/.installed: requirements.txt
-	$(PYTHON_BIN) -m venv $(VENV) || python3 -m venv $(VENV)
+$(VENV)/.installed: requirements.txt requirements-dev.txt | system-deps
+	$(PYTHON_BIN) -m venv $(VENV)
 	$(VENV)/bin/pip install -q uv==0.13.9
-	$(UV) pip install -q --python $(PY) -r requirements.txt
+	$(UV) pip install -q --python $(PY) -r requirements.txt -r requirements-dev.txt
 	printf '%s\n%s\n' "$(CURDIR)/plugins" "$(CURDIR)/include" > $(SITE)/eastwest-project.pth
 	touch $@
 
 $(WEST_VENV)/.installed: requirements-west.txt $(VENV)/.installed
-	$(PYTHON_BIN) -m venv $(WEST_VENV) || python3 -m venv $(WEST_VENV)
+	$(PYTHON_BIN) -m venv $(WEST_VENV)
 	$(UV) pip install -q --python $(WEST_VENV)/bin/python -r requirements-west.txt
 	touch $@
 
@@ -49,6 +55,7 @@ west-venv: $(WEST_VENV)/.installed ## western-node environment (runner only, no 
 .PHONY: requirements
 requirements: ## re-pin requirements*.txt from requirements*.in with uv
 	$(UV) pip compile -q --python-version 3.11 requirements.in -o requirements.txt
+	$(UV) pip compile -q --python-version 3.11 requirements-dev.in -c requirements.txt -o requirements-dev.txt
 	$(UV) pip compile -q --python-version 3.11 requirements-west.in -c requirements.txt -o requirements-west.txt
 
 .PHONY: hubs hubs-down
