@@ -87,9 +87,16 @@ def test_failing_job_fails_the_task_with_its_stderr(hubs, airflow_db, capfd) -> 
     assert "input readings.arrows is not on this hub; ship it first" in log  # the job's stderr
 
 
-def test_on_kill_kills_the_remote_process_group(hubs, tmp_path) -> None:
-    """Killing the task kills the job's whole process group on the hub, through the pinned connection."""
+def _running(marker: str) -> bool:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["on_kill", "trigger_timeout"])
+def test_killing_or_timing_out_kills_the_remote_process_group(hubs, how) -> None:
+    """A killed or timed-out task kills the job's process group on the hub, over the pinned connection."""
     from airflow.providers.ssh.utils.remote_job import RemoteJobPaths
+    from airflow.sdk.bases.operator import TriggerFailureReason
+    from airflow.sdk.exceptions import TaskDeferralTimeout
 
     from eastwest.operators import WestJobOperator
 
@@ -98,26 +105,37 @@ def test_on_kill_kills_the_remote_process_group(hubs, tmp_path) -> None:
     ).to_dict()
     op = WestJobOperator(task_id="compute", plan=plan)
     hook = WestHubHook("west_guizhou")
-    paths = RemoteJobPaths(job_id="kill_test", remote_os="posix", base_dir=hook.jobs_dir)
+    paths = RemoteJobPaths(job_id=f"kill_test_{how}", remote_os="posix", base_dir=hook.jobs_dir)
     Path(paths.job_dir).mkdir(parents=True, exist_ok=True)
-    # A detached process group on the hub, started as the provider starts jobs (setsid; pid file).
-    marker = f"eastwest-kill-test-{time.monotonic_ns()}"
+    # A detached job on the hub as the provider starts them: its own session, a child, a pid file.
+    marker = f"eastwest-kill-test-{how}-{time.monotonic_ns()}"
     subprocess.Popen(
-        ["setsid", "bash", "-c", f"echo -n $$ > {paths.pid_file}; exec -a {marker} sleep 300"],
+        [
+            "setsid",
+            "bash",
+            "-c",
+            f"echo -n $$ > {paths.pid_file}; (exec -a {marker}-child sleep 300) & exec -a {marker} sleep 300",
+        ],
         start_new_session=True,
     )
     for _ in range(100):
-        if Path(paths.pid_file).exists() and Path(paths.pid_file).read_text():
+        if Path(paths.pid_file).exists() and Path(paths.pid_file).read_text() and _running(f"{marker}-child"):
             break
         time.sleep(0.05)
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+    assert _running(marker) and _running(f"{marker}-child")
     op._job_id, op._paths, op._detected_os = paths.job_id, paths, "posix"
-    op.on_kill()
+
+    if how == "on_kill":
+        op.on_kill()
+    else:
+        with pytest.raises(TaskDeferralTimeout):
+            op.resume_execution("__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, context={})
     for _ in range(100):
-        if subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
+        if not _running(marker) and not _running(f"{marker}-child"):
             break
         time.sleep(0.05)
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0
+    assert not _running(marker), "the job's leader survived"
+    assert not _running(f"{marker}-child"), "a child of the job survived"
 
 
 def pendulum_date(offset: int = 0):

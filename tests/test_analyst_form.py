@@ -1,0 +1,58 @@
+"""The analyst DAG's trigger form: each field is typed and checked before a run can exist."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, load_dag
+
+CANARY = Path("/tmp/eastwest-canary")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_dag(ROOT / "dags" / "east_west_analyst.py").params
+
+
+def resolved(params, **changes):
+    form = copy.deepcopy(params)
+    for key, value in changes.items():
+        form[key] = value  # ParamsDict validates on assignment, as the UI form and the REST API do
+    return form.validate()
+
+
+def test_defaults_are_valid(params) -> None:
+    values = resolved(params)
+    assert values["hub"] == "west_guizhou" and values["job"] == "daily_kpis"
+
+
+def test_valid_request(params) -> None:
+    values = resolved(
+        params, start_date="2026-11-20", end_date="2026-11-24", hub="west_ningxia", enterprise_ids="E0001,E0042"
+    )
+    assert values["enterprise_ids"] == "E0001,E0042"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("enterprise_ids", f"x; touch {CANARY}"),
+        ("enterprise_ids", "E0001,$(id)"),
+        ("enterprise_ids", "E0001 E0002"),
+        ("hub", "west_gansu"),
+        ("hub", "west_guizhou; rm -rf /"),
+        ("job", "../../bin/sh"),
+        ("start_date", "2026-11-24; touch /tmp/x"),
+        ("start_date", "yesterday"),
+        ("end_date", "24/11/2026"),
+    ],
+)
+def test_bad_values_are_refused(params, field, value) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        resolved(params, **{field: value})
+    assert not CANARY.exists()
