@@ -16,8 +16,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from eastwest.dag_factory import DEFAULT_ARGS, east_west_pipeline
-from eastwest.settings import DEFAULT_HUBS, JOBS, LOCAL_TZ
+from eastwest.dag_factory import DEFAULT_ARGS, east_west_pipeline, plan_or_fail
+from eastwest.settings import JOBS, LOCAL_TZ, get_settings
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 ENTERPRISES_PATTERN = r"^(E[0-9]{4}(,E[0-9]{4}){0,99})?$"
@@ -28,6 +28,7 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 11, 1, tz=LOCAL_TZ),
     catchup=False,
+    max_active_runs=1,
     dagrun_timeout=timedelta(hours=4),
     default_args=DEFAULT_ARGS,
     tags=["eastwest", "analyst"],
@@ -48,7 +49,7 @@ with DAG(
             title="Last day",
             description="Last local day, inclusive (empty: same as the first day); at most 31 days",
         ),
-        "hub": Param(DEFAULT_HUBS[0], enum=list(DEFAULT_HUBS), title="Western hub"),
+        "hub": Param(get_settings().default_hub, enum=list(get_settings().hubs), title="Western hub"),
         "job": Param(JOBS[0], enum=list(JOBS), title="Job"),
         "enterprise_ids": Param(
             "",
@@ -66,6 +67,6 @@ with DAG(
         """Validate the form once more and turn it into a plan."""
         from eastwest.pipeline import analyst_plan
 
-        return analyst_plan(dict(params)).to_dict()
+        return plan_or_fail(lambda: analyst_plan(dict(params)).to_dict())
 
     east_west_pipeline(plan())

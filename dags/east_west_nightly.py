@@ -18,8 +18,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
-from eastwest.dag_factory import DEFAULT_ARGS, east_west_pipeline
-from eastwest.settings import DEFAULT_HUBS, JOBS, LOCAL_TZ
+from eastwest.dag_factory import DEFAULT_ARGS, east_west_pipeline, plan_or_fail
+from eastwest.settings import JOBS, LOCAL_TZ, get_settings
 
 with DAG(
     dag_id="east_west_nightly",
@@ -32,7 +32,9 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["eastwest", "nightly"],
     params={
-        "hub": Param(DEFAULT_HUBS[0], enum=list(DEFAULT_HUBS), description="Western hub to compute on"),
+        "hub": Param(
+            get_settings().default_hub, enum=list(get_settings().hubs), description="Western hub to compute on"
+        ),
         "job": Param(JOBS[0], enum=list(JOBS), description="Registered Polars job"),
     },
 ) as dag:
@@ -42,6 +44,8 @@ with DAG(
         """Turn the data interval into the local day(s) to process."""
         from eastwest.pipeline import nightly_plan
 
-        return nightly_plan(data_interval_start, data_interval_end, params["hub"], params["job"]).to_dict()
+        return plan_or_fail(
+            lambda: nightly_plan(data_interval_start, data_interval_end, params["hub"], params["job"]).to_dict()
+        )
 
     east_west_pipeline(plan())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import pendulum
 import pytest
@@ -34,7 +34,8 @@ def east(pg_url, hubs, airflow_db, tmp_path_factory):
 
 def run_nightly(day: date):
     dag = load_dag(ROOT / "dags" / "east_west_nightly.py")
-    return dag.test(logical_date=pendulum.datetime(day.year, day.month, day.day + 1, 0, 30, tz="Asia/Shanghai"))
+    after = day + timedelta(days=1)  # the 00:30 run of the next morning covers `day`
+    return dag.test(logical_date=pendulum.datetime(after.year, after.month, after.day, 0, 30, tz="Asia/Shanghai"))
 
 
 def nightly_rows(url: str, day: date) -> list[dict]:

@@ -59,6 +59,50 @@ def test_wrong_pinned_host_key_is_refused(hubs, monkeypatch) -> None:
             pass
 
 
+def test_known_hosts_entry_cannot_override_the_pin(hubs, monkeypatch, tmp_path) -> None:
+    """paramiko prefers ~/.ssh/known_hosts; the hook still refuses a server that is not the pinned one."""
+    real = hub_connection("west_guizhou")
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{real['port']} {real['extra']['host_key']}\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with_connection(
+        monkeypatch, "west_guizhou", extra={"host_key": hub_connection("west_ningxia")["extra"]["host_key"]}
+    )
+    with pytest.raises(HubError, match="host key does not match the pinned key"):
+        with WestHubHook("west_guizhou").get_managed_conn():
+            pass
+
+
+def test_job_monitor_pins_the_host_key_too(hubs, monkeypatch) -> None:
+    """The deferrable monitor (asyncssh) connects only to the pinned key, on the hub's port."""
+    import asyncio
+
+    import asyncssh
+    from airflow.providers.ssh.triggers.ssh_remote_job import SSHRemoteJobTrigger
+
+    def trigger() -> SSHRemoteJobTrigger:
+        return SSHRemoteJobTrigger(
+            ssh_conn_id="west_guizhou",
+            remote_host=None,
+            job_id="j",
+            job_dir="/nonexistent",
+            log_file="/nonexistent/log",
+            exit_code_file="/nonexistent/ec",
+            remote_os="posix",
+        )
+
+    async def connect_and_close() -> None:
+        conn = await trigger()._connect()
+        conn.close()
+
+    asyncio.run(connect_and_close())  # the right key connects
+    with_connection(
+        monkeypatch, "west_guizhou", extra={"host_key": hub_connection("west_ningxia")["extra"]["host_key"]}
+    )
+    with pytest.raises(asyncssh.HostKeyNotVerifiable):
+        asyncio.run(connect_and_close())
+
+
 def test_connection_without_pinned_key_is_refused(hubs, monkeypatch) -> None:
     with_connection(monkeypatch, "west_guizhou", extra={"host_key": None, "no_host_key_check": True})
     with pytest.raises(HubError, match="does not pin a host key"):

@@ -53,7 +53,7 @@ def test_unsafe_names_are_refused_before_anything_runs(tmp_path, bad) -> None:
     result = runner(tmp_path, "cleanup", bad)
     assert result.returncode == 2
     assert b"error" in result.stderr
-    assert not Path("/tmp/canary").exists()
+    assert not (tmp_path / "scratch").exists()
 
 
 def test_receive_verifies_and_reports_manifest(tmp_path) -> None:
@@ -80,6 +80,11 @@ def test_params_must_be_declared_by_the_job(tmp_path) -> None:
     result = runner(tmp_path, "params", "r1", "daily_kpis", stdin=b'{"shell": "rm -rf /"}')
     assert result.returncode == 2
     assert b"does not take parameter(s) shell" in result.stderr
+    wrong_type = runner(tmp_path, "params", "r1", "daily_kpis", stdin=b'{"z_threshold": "3; rm -rf /"}')
+    assert wrong_type.returncode == 2
+    assert b"parameter z_threshold of job daily_kpis must be float" in wrong_type.stderr
+    bad_ids = runner(tmp_path, "params", "r1", "daily_kpis", stdin=b'{"enterprise_ids": ["E0001", "$(id)"]}')
+    assert bad_ids.returncode == 2
     ok = runner(tmp_path, "params", "r1", "daily_kpis", stdin=b'{"tz": "UTC"}')
     assert ok.returncode == 0
     assert json.loads((tmp_path / "scratch" / "r1" / "daily_kpis.params.json").read_text()) == {"tz": "UTC"}

@@ -135,6 +135,16 @@ def cmd_params(args: argparse.Namespace) -> int:
             f"job {args.job} does not take parameter(s) {', '.join(unknown)}; it takes {', '.join(sorted(job.PARAMS))}",
             EXIT_USAGE,
         )
+    for key, value in params.items():
+        default = job.PARAMS[key]
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+            raise RunnerError(
+                f"parameter {key} of job {args.job} must be {type(default).__name__}, not {type(value).__name__}",
+                EXIT_USAGE,
+            )
+        if isinstance(value, list) and not all(isinstance(v, str) and SAFE_NAME.match(v) for v in value):
+            raise RunnerError(f"parameter {key} of job {args.job} must be a list of plain names", EXIT_USAGE)
     target = run_dir(args.root, args.run, create=True) / f"{args.job}.params.json"
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(params, sort_keys=True))
@@ -164,15 +174,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     log("job %s produced %s rows in %.2fs", args.job, result.height, compute_seconds)
 
     out = dataset(args.root, args.run, args.job)
-    partial = out.with_name(out.name + ".partial")
+    partial = wire.temp_path(out)
     try:
         table = result.to_arrow()
         with open(partial, "wb") as f:
             manifest = wire.write_stream(table.to_batches(max_chunksize=65536), table.schema, f)
+        wire.save_manifest(out, manifest)
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
-    wire.save_manifest(out, manifest)
     (rdir / f"{args.job}.metrics.json").write_text(json.dumps({"compute_seconds": round(compute_seconds, 3)}))
     log("wrote %s: %s rows, %s bytes, sha256 %s", out.name, manifest.rows, manifest.bytes, manifest.sha256[:12])
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def manifest_path(data_path: Path) -> Path:
 def save_manifest(data_path: Path, manifest: Manifest) -> None:
     """Write the manifest beside its data file, atomically."""
     target = manifest_path(data_path)
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = temp_path(target)
     tmp.write_text(manifest.to_json())
     os.replace(tmp, target)
 
@@ -151,12 +152,20 @@ def load_manifest(data_path: Path) -> Manifest:
     return Manifest.from_dict(json.loads(manifest_path(data_path).read_text()))
 
 
-def receive_to(path: Path, source: IO[bytes], expected: Manifest | None = None) -> Manifest:
-    """Copy ``source`` into ``path`` via a ``.partial`` file, verify it, then rename into place.
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` (concurrent writers never share one)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    return Path(name)
 
-    On any failure the partial file is removed, so ``path`` either holds verified data or is absent.
+
+def receive_to(path: Path, source: IO[bytes], expected: Manifest | None = None) -> Manifest:
+    """Copy ``source`` into ``path`` via a temporary file, verify it, then rename it into place.
+
+    The manifest is written first and the data renamed last, so ``path`` exists only once it is
+    complete and verified; on any failure the temporary file is removed.
     """
-    partial = path.with_name(path.name + ".partial")
+    partial = temp_path(path)
     try:
         with open(partial, "wb") as f:
             while chunk := source.read(CHUNK):
@@ -164,8 +173,8 @@ def receive_to(path: Path, source: IO[bytes], expected: Manifest | None = None) 
         got = manifest_of(partial)
         if expected is not None:
             got.check_against(expected, what=f"{path.name} failed verification")
-        os.replace(partial, path)
         save_manifest(path, got)
+        os.replace(partial, path)
         return got
     finally:
         partial.unlink(missing_ok=True)

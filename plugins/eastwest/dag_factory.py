@@ -87,6 +87,14 @@ def report(plan: dict) -> dict:
     return summary
 
 
+def plan_or_fail(make: Any) -> dict:
+    """Build a plan; a request that is wrong fails at once instead of being retried."""
+    try:
+        return make()
+    except (ValueError, KeyError) as exc:
+        raise AirflowFailException(f"invalid request: {exc}") from exc
+
+
 def east_west_pipeline(plan: Any) -> None:
     """Wire the steps after ``plan`` (the output of a task returning ``Plan.to_dict()``)."""
     extracted = extract(plan)
@@ -100,5 +108,5 @@ def east_west_pipeline(plan: Any) -> None:
     cleaned = cleanup(plan)
     reported = report(plan)
     extracted >> shipped >> compute >> fetched >> validated >> published >> cleaned >> reported
-    cleaned.as_teardown(setups=shipped)
+    cleaned.as_teardown(setups=[extracted, shipped])
     reported.as_teardown(setups=extracted)

@@ -17,8 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
-from airflow.providers.common.compat.sdk import AirflowException
-from airflow.providers.ssh.hooks.ssh import SSH_PORT, SSHHook, SSHHookAsync
+from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
+from airflow.providers.ssh.hooks.ssh import SSH_PORT, SSHHook
 
 from eastwest.settings import check_name
 from westnode import wire
@@ -53,15 +53,11 @@ class WestHubHook(SSHHook):
         check_name("hub", hub)
         try:
             super().__init__(ssh_conn_id=hub, cmd_timeout=None, **kwargs)
-        except AirflowException:
-            raise
-        except Exception as exc:
-            if type(exc).__name__ == "AirflowNotFoundException" or "isn't defined" in str(exc):
-                raise HubError(
-                    f"hub {hub!r}: no Airflow connection {hub!r} is defined; register the hub as an SSH "
-                    "connection (for local hubs run `make hubs` and load .local/hubs/connections.env)"
-                ) from exc
-            raise
+        except AirflowNotFoundException as exc:
+            raise HubError(
+                f"hub {hub!r}: no Airflow connection {hub!r} is defined; register the hub as an SSH "
+                "connection (for local hubs run `make hubs` and load .local/hubs/connections.env)"
+            ) from exc
         self.hub = hub
         self.idle_timeout = idle_timeout
         if self.no_host_key_check or self.host_key is None:
@@ -95,6 +91,22 @@ class WestHubHook(SSHHook):
         return shlex.join([*words, *args])
 
     # -- connections -----------------------------------------------------------------------------
+
+    def get_conn(self) -> Any:
+        """Connect like :class:`SSHHook`, then insist the server's key is the pinned one.
+
+        paramiko prefers keys from ``~/.ssh/known_hosts`` over the connection's ``host_key``, so an
+        entry there could override the pin; checking the negotiated key closes that gap.
+        """
+        import paramiko
+
+        client = super().get_conn()
+        offered = client.get_transport().get_remote_server_key()
+        if offered != self.host_key:
+            client.close()
+            self.client = None
+            raise paramiko.BadHostKeyException(self.remote_host, offered, self.host_key)
+        return client
 
     @contextmanager
     def get_managed_conn(self) -> Iterator[Any]:
@@ -136,48 +148,72 @@ class WestHubHook(SSHHook):
         stdin_size: int = 0,
         label: str = "",
     ) -> tuple[int, bytes, str]:
-        """Run the runner with ``args``; stream ``stdin`` to it; return (exit code, stdout, stderr)."""
-        channel = client.get_transport().open_session()
-        channel.settimeout(self.idle_timeout)
-        stdout = bytearray()
-        stderr = bytearray()
+        """Run the runner with ``args``; stream ``stdin`` to it; return (exit code, stdout, stderr).
 
-        def drain() -> None:
+        Fails with :class:`HubError` when the channel cannot be opened, the link drops, or nothing
+        arrives for ``idle_timeout`` seconds; the runner's stderr is kept for the message.
+        """
+        import paramiko
+
+        what = label or args[0]
+        try:
+            channel = client.get_transport().open_session()
+        except (paramiko.SSHException, OSError) as exc:
+            raise HubError(f"hub {self.hub!r}: cannot open a channel for {what}: {exc}") from exc
+        channel.settimeout(self.idle_timeout)
+        stdout, stderr = bytearray(), bytearray()
+
+        def drain() -> bool:
+            got = False
             while channel.recv_ready():
                 stdout.extend(channel.recv(1 << 16))
+                got = True
             while channel.recv_stderr_ready():
                 stderr.extend(channel.recv_stderr(1 << 16))
+                got = True
+            return got
 
+        send_error: Exception | None = None
         try:
             channel.exec_command(self.runner_command(*args))
-            if isinstance(stdin, bytes):
-                channel.sendall(stdin)
-            elif stdin is not None:
-                sent, started, last = 0, time.monotonic(), time.monotonic()
-                while chunk := stdin.read(SEND_CHUNK):
-                    channel.sendall(chunk)
-                    sent += len(chunk)
-                    drain()
-                    now = time.monotonic()
-                    if now - last >= PROGRESS_EVERY:
-                        last = now
-                        self._progress(label, sent, stdin_size, now - started)
-            channel.shutdown_write()
+            try:
+                if isinstance(stdin, bytes):
+                    channel.sendall(stdin)
+                elif stdin is not None:
+                    sent, started, last = 0, time.monotonic(), time.monotonic()
+                    while chunk := stdin.read(SEND_CHUNK):
+                        channel.sendall(chunk)
+                        sent += len(chunk)
+                        drain()
+                        now = time.monotonic()
+                        if now - last >= PROGRESS_EVERY:
+                            last = now
+                            self._progress(what, sent, stdin_size, now - started)
+                channel.shutdown_write()
+            except OSError as exc:  # the runner stopped reading: its exit status and stderr say why
+                send_error = exc
+            last_progress = time.monotonic()
             while not channel.exit_status_ready() or channel.recv_ready() or channel.recv_stderr_ready():
-                if channel.recv_ready():
-                    stdout.extend(channel.recv(1 << 16))
-                elif channel.recv_stderr_ready():
-                    stderr.extend(channel.recv_stderr(1 << 16))
+                if drain():
+                    last_progress = time.monotonic()
+                elif channel.closed and not channel.exit_status_ready():
+                    raise HubError(f"hub {self.hub!r}: the connection closed during {what}")
+                elif time.monotonic() - last_progress > self.idle_timeout:
+                    raise TimeoutError
                 else:
                     time.sleep(0.005)
             code = channel.recv_exit_status()
         except TimeoutError as exc:
             raise HubError(
-                f"hub {self.hub!r}: no progress for {self.idle_timeout:.0f}s during {label or args[0]}; "
+                f"hub {self.hub!r}: no progress for {self.idle_timeout:.0f}s during {what}; "
                 "the link dropped or the hub is overloaded"
             ) from exc
+        except (paramiko.SSHException, OSError) as exc:
+            raise HubError(f"hub {self.hub!r}: the link failed during {what}: {exc}") from exc
         finally:
             channel.close()
+        if send_error is not None and code == 0:
+            raise HubError(f"hub {self.hub!r}: sending to {what} failed: {send_error}")
         return code, bytes(stdout), stderr.decode("utf-8", "replace")
 
     def _progress(self, label: str, done: int, total: int, seconds: float) -> None:
@@ -292,21 +328,6 @@ class WestHubHook(SSHHook):
                 client, f"tail -c {int(max_bytes)} {shlex.quote(log_file)}", get_pty=False, environment=None, timeout=30
             )
         return out.decode("utf-8", "replace")
-
-
-class PinnedSSHHookAsync(SSHHookAsync):
-    """The provider's async hook, pinning the host key for hubs on a non-default port too.
-
-    The provider writes the pinned key as a ``host key`` known_hosts line, which asyncssh matches
-    only for port 22; OpenSSH's syntax for other ports is ``[host]:port key``.
-    """
-
-    def _parse_extras(self, conn: Any) -> None:
-        super()._parse_extras(conn)
-        port = self.port or conn.port or SSH_PORT
-        if isinstance(self.known_hosts, bytes) and port != SSH_PORT:
-            host, _, key = self.known_hosts.decode().partition(" ")
-            self.known_hosts = f"[{host}]:{port} {key}".encode()
 
 
 class _NullSink:

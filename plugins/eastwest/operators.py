@@ -14,17 +14,9 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.providers.ssh.operators.ssh_remote_job import SSHRemoteJobOperator
-from airflow.providers.ssh.triggers.ssh_remote_job import SSHRemoteJobTrigger
 
-from eastwest.hooks import PinnedSSHHookAsync, WestHubHook
+from eastwest.hooks import WestHubHook
 from eastwest.settings import JOBS, check_name, get_settings
-
-
-class WestJobTrigger(SSHRemoteJobTrigger):
-    """The provider's remote-job trigger, connecting with the hub's pinned host key on any port."""
-
-    def _get_hook(self) -> PinnedSSHHookAsync:
-        return PinnedSSHHookAsync(ssh_conn_id=self.ssh_conn_id, host=self.remote_host)
 
 
 class WestJobOperator(SSHRemoteJobOperator):
@@ -65,8 +57,18 @@ class WestJobOperator(SSHRemoteJobOperator):
         return hub, job, str(run_key)
 
     @cached_property
+    def ssh_hook(self) -> WestHubHook:
+        """The hub's hook: submission, kill and cleanup go through the pinned-key checks too."""
+        return WestHubHook(
+            self.ssh_conn_id,
+            conn_timeout=self.conn_timeout,
+            banner_timeout=self.banner_timeout,
+            conn_retry_attempts=self.conn_retry_attempts,
+        )
+
+    @property
     def west_hook(self) -> WestHubHook:
-        return WestHubHook(self.ssh_conn_id)
+        return self.ssh_hook
 
     def execute(self, context: Any) -> None:
         hub, job, run_key = self._bind()
@@ -77,13 +79,13 @@ class WestJobOperator(SSHRemoteJobOperator):
         self.log.info("running job %s for run %s on hub %s", job, run_key, hub)
         super().execute(context)
 
-    def defer(self, *, trigger: Any, method_name: str, kwargs: dict | None = None, timeout: Any = None) -> None:
-        if type(trigger) is SSHRemoteJobTrigger:
-            trigger = WestJobTrigger(**trigger.serialize()[1])
-        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
-
     def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
         hub, job, run_key = self._bind()
+        if event and event.get("done") and event.get("exit_code") is None:
+            # The monitor gave up (hub unreachable too long): do not leave the job running for a
+            # retry to collide with.
+            self.log.warning("lost track of the remote job (%s); killing it", event.get("message"))
+            self.on_kill()
         try:
             super().execute_complete(context, event)
         except AirflowException as exc:

@@ -106,6 +106,11 @@ def make_plan(
 
 def nightly_plan(data_interval_start: datetime, data_interval_end: datetime, hub: str, job: str) -> Plan:
     """The plan of a scheduled run: the local days its data interval covers."""
+    if data_interval_start is None or data_interval_end is None:
+        raise ValueError(
+            "this run has no data interval; trigger east_west_nightly with a logical date (the day after "
+            "the day to process), or use east_west_analyst for ad-hoc ranges"
+        )
     tz = ZoneInfo(LOCAL_TZ)
     return make_plan(
         scope="nightly",
@@ -237,20 +242,19 @@ def validate(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
 
     settings = settings or get_settings()
     path = result_path(plan, settings)
-    table = _read_result(path)
-    outcome = validation.validate(table.to_pandas(), validation.suite_path(plan.job))
     out_dir = report_dir(plan, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "validation.json").unlink(missing_ok=True)  # publish requires a fresh pass
+    record = out_dir / "validation.json"
+    record.unlink(missing_ok=True)  # publish needs a pass for exactly this result
+    table = _read_result(path)
+    outcome = validation.validate(table.to_pandas(), validation.suite_path(plan.job))
     if outcome.success:
-        (out_dir / "validation.json").write_text(json.dumps(outcome.result, indent=1, default=str))
+        validated = {"result_sha256": wire.load_manifest(path).sha256, "gx": outcome.result}
+        tmp = record.with_name(record.name + ".tmp")
+        tmp.write_text(json.dumps(validated, indent=1, default=str))
+        tmp.replace(record)
         log.info("validation %s", outcome.describe())
-        return {
-            "success": True,
-            "evaluated": outcome.evaluated,
-            "failed": [],
-            "report": str(out_dir / "validation.json"),
-        }
+        return {"success": True, "evaluated": outcome.evaluated, "failed": [], "report": str(record)}
 
     quarantine = settings.quarantine_dir / plan.run_key
     if quarantine.exists():
@@ -271,9 +275,12 @@ def publish(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
     from eastwest import warehouse
 
     settings = settings or get_settings()
-    if not (report_dir(plan, settings) / "validation.json").exists():
-        raise RuntimeError(f"refusing to publish {plan.run_key}: it has not been validated")
-    table = _read_result(result_path(plan, settings))
+    path = result_path(plan, settings)
+    record = report_dir(plan, settings) / "validation.json"
+    validated = json.loads(record.read_text()).get("result_sha256") if record.exists() else None
+    table = _read_result(path)
+    if validated != wire.load_manifest(path).sha256:
+        raise RuntimeError(f"refusing to publish {plan.run_key}: this result has not passed validation")
     outcome = warehouse.publish(
         settings.warehouse_url,
         plan.scope,
@@ -300,7 +307,7 @@ def cleanup(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
 # -- report -----------------------------------------------------------------------------------------
 
 
-def summarize(plan: Plan, steps: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+def summarize(plan: Plan, steps: dict[str, dict[str, Any] | None], settings: Settings | None = None) -> dict[str, Any]:
     """Combine the steps' metrics into the run summary an analyst or the demo reads."""
     extract_m = steps.get("extract") or {}
     ship_m = steps.get("ship") or {}
@@ -309,7 +316,8 @@ def summarize(plan: Plan, steps: dict[str, dict[str, Any] | None]) -> dict[str, 
     publish_m = steps.get("publish")
     raw, wire_bytes = extract_m.get("raw_bytes", 0), extract_m.get("bytes", 0)
     if valid_m is None:
-        verdict = "FAILED (quarantined, nothing published)" if fetch_m else "not run"
+        quarantined = ((settings or get_settings()).quarantine_dir / plan.run_key / "validation.json").exists()
+        verdict = "FAILED (quarantined, nothing published)" if quarantined else "not run or failed (nothing published)"
     else:
         verdict = f"passed ({valid_m['evaluated']} expectations)"
     return {
@@ -344,6 +352,7 @@ def write_report(plan: Plan, summary: dict[str, Any], settings: Settings | None 
     checks = ""
     if validation_file.exists():
         result = json.loads(validation_file.read_text())
+        result = result.get("gx", result)
         for item in result.get("results", []):
             config = item["expectation_config"]
             kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
