@@ -13,19 +13,18 @@ import pytest
 from conftest import ROOT, TEST_HOME, hub_connection, load_dag
 from eastwest.hooks import HubError, WestHubHook
 from eastwest.pipeline import make_plan
+from eastwest.transfer import TransferEngine
 from westnode import wire
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def dataset(tmp_path) -> tuple[Path, wire.Manifest]:
-    rows = 200_000
+def dataset(tmp_path) -> tuple[wire.ChunkStore, wire.DatasetManifest]:
+    rows = 400_000
     t = pa.table({"id": pa.array(range(rows), pa.int64()), "v": pa.array([i * 0.5 for i in range(rows)])})
-    path = tmp_path / "readings.arrows"
-    with open(path, "wb") as f:
-        manifest = wire.write_stream(t.to_batches(max_chunksize=50_000), t.schema, f)
-    return path, manifest
+    store = wire.ChunkStore(tmp_path / "east")
+    return store, wire.write_chunks(t.to_batches(max_chunksize=50_000), t.schema, store, target_raw_bytes=1 << 20)
 
 
 def with_connection(monkeypatch, hub: str, **changes) -> None:
@@ -36,19 +35,20 @@ def with_connection(monkeypatch, hub: str, **changes) -> None:
 
 
 def test_ship_and_fetch_round_trip_is_byte_identical(hubs, dataset, tmp_path) -> None:
-    path, manifest = dataset
-    hook = WestHubHook("west_ningxia")
-    metrics = hook.ship("roundtrip", "readings", path, manifest)
-    assert metrics["wire_bytes"] == manifest.bytes
-    back = tmp_path / "back" / "readings.arrows"
-    got = hook.fetch("roundtrip", "readings", back)
+    store, manifest = dataset
+    engine = TransferEngine("west_ningxia")
+    pushed = engine.push("roundtrip", "readings", store, manifest)
+    assert pushed.wire_bytes == manifest.bytes and pushed.chunks_skipped == 0
+    back = wire.ChunkStore(tmp_path / "back")
+    got, pulled = engine.pull("roundtrip", "readings", back)
     assert got == manifest
-    assert back.read_bytes() == path.read_bytes()
-    stored = TEST_HOME / "hubs" / "west_ningxia" / "root" / "scratch" / "roundtrip" / "readings.arrows"
-    assert stored.read_bytes() == path.read_bytes()
-    assert not list(stored.parent.glob("*.partial"))
-    hook.cleanup("roundtrip")
-    assert not stored.parent.exists()
+    for chunk in manifest.chunks:
+        assert back.path(chunk.sha256).read_bytes() == store.path(chunk.sha256).read_bytes()
+    hub_root = TEST_HOME / "hubs" / "west_ningxia" / "root"
+    assert (hub_root / "scratch" / "roundtrip" / "readings.dataset.json").exists()
+    assert not [p for p in hub_root.rglob("*.partial")]
+    WestHubHook("west_ningxia").cleanup("roundtrip")
+    assert not (hub_root / "scratch" / "roundtrip").exists()
 
 
 def test_wrong_pinned_host_key_is_refused(hubs, monkeypatch) -> None:
@@ -128,7 +128,7 @@ def test_failing_job_fails_the_task_with_its_stderr(hubs, airflow_db, capfd) -> 
     log = out.out + out.err
     assert str(run.state) in ("failed", "DagRunState.FAILED")
     assert "Remote job failed with exit code: 4" in log
-    assert "input readings.arrows is not on this hub; ship it first" in log  # the job's stderr
+    assert "input readings is not on this hub for run nothing-shipped__20261124-20261125; ship it first" in log
 
 
 def _running(marker: str) -> bool:

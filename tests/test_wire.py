@@ -1,4 +1,4 @@
-"""Arrow framing and verification: digests, byte and row counts, temp-name-then-rename."""
+"""The wire format: zstd Arrow chunks named by their digest, dataset manifests, framing."""
 
 from __future__ import annotations
 
@@ -10,74 +10,111 @@ import pytest
 from westnode import wire
 
 
-def table(rows: int = 10_000) -> pa.Table:
+def table(rows: int = 200_000) -> pa.Table:
     return pa.table({"id": pa.array(range(rows), pa.int64()), "name": [f"m{i % 97}" for i in range(rows)]})
 
 
-def write(path, t: pa.Table) -> wire.Manifest:
-    with open(path, "wb") as f:
-        return wire.write_stream(t.to_batches(max_chunksize=1000), t.schema, f)
+def chunked(tmp_path, t: pa.Table, target: int = 1 << 20) -> tuple[wire.ChunkStore, wire.DatasetManifest]:
+    store = wire.ChunkStore(tmp_path / "store")
+    return store, wire.write_chunks(t.to_batches(max_chunksize=10_000), t.schema, store, target_raw_bytes=target)
 
 
-def test_stream_roundtrip_and_manifest(tmp_path) -> None:
+def test_chunks_roundtrip_and_manifest(tmp_path) -> None:
     t = table()
-    path = tmp_path / "d.arrows"
-    manifest = write(path, t)
+    store, manifest = chunked(tmp_path, t)
+    assert len(manifest.chunks) > 1
     assert manifest.rows == t.num_rows
-    assert manifest.bytes == path.stat().st_size
-    assert manifest.raw_bytes > manifest.bytes  # zstd made it smaller
-    assert wire.manifest_of(path) == manifest
-    assert pa.Table.from_batches(list(wire.read_batches(path))).equals(t)
+    assert manifest.raw_bytes > manifest.bytes  # compressed
+    for chunk in manifest.chunks:
+        path = store.path(chunk.sha256)
+        assert path.stat().st_size == chunk.bytes
+        assert wire.file_sha256(path) == chunk.sha256
+    assert pa.Table.from_batches(list(store.batches(manifest))).equals(t)
+    store.verify_dataset(manifest)
+    assert not list(store.root.glob("*.partial")) and not list(store.root.glob(".*"))
+
+
+def test_identical_data_gives_identical_chunks(tmp_path) -> None:
+    _, a = chunked(tmp_path / "a", table())
+    _, b = chunked(tmp_path / "b", table())
+    assert a == b and a.sha256 == b.sha256
+    _, c = chunked(tmp_path / "c", table(200_001))
+    assert c.sha256 != a.sha256
 
 
 def test_compression_is_zstd(tmp_path) -> None:
-    t = table()
-    path = tmp_path / "d.arrows"
-    write(path, t)
-    data = path.read_bytes()
+    store, manifest = chunked(tmp_path, table())
+    data = store.path(manifest.chunks[0].sha256).read_bytes()
     assert b"\x28\xb5\x2f\xfd" in data  # zstd frame magic: the buffers are zstd-compressed
-    uncompressed = io.BytesIO()
-    with pa.ipc.new_stream(uncompressed, t.schema) as w:
-        w.write_table(t)
-    assert b"\x28\xb5\x2f\xfd" not in uncompressed.getvalue()
-    assert len(data) < len(uncompressed.getvalue()) / 2
+    plain = io.BytesIO()
+    with pa.ipc.new_stream(plain, table().schema) as w:
+        w.write_table(table())
+    assert b"\x28\xb5\x2f\xfd" not in plain.getvalue()
 
 
-def test_receive_verifies_then_renames(tmp_path) -> None:
-    src = tmp_path / "src.arrows"
-    manifest = write(src, table())
-    dest = tmp_path / "out" / "d.arrows"
-    dest.parent.mkdir()
-    got = wire.receive_to(dest, open(src, "rb"), manifest)
-    assert got == manifest
-    assert dest.read_bytes() == src.read_bytes()
-    assert wire.load_manifest(dest) == manifest
+def test_manifest_json_roundtrip_and_tampering(tmp_path) -> None:
+    _, manifest = chunked(tmp_path, table())
+    assert wire.DatasetManifest.from_json(manifest.to_json()) == manifest
+    tampered = manifest.to_json().replace(f'"rows": {manifest.rows}', f'"rows": {manifest.rows + 1}', 1)
+    with pytest.raises(wire.VerificationError, match="inconsistent"):
+        wire.DatasetManifest.from_json(tampered)
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_damaged_stream_is_refused_and_nothing_is_left(tmp_path, damage) -> None:
-    src = tmp_path / "src.arrows"
-    manifest = write(src, table())
-    data = bytearray(src.read_bytes())
-    if damage == "flip":
-        data[len(data) // 2] ^= 0xFF
-    else:
-        del data[-100:]
-    dest = tmp_path / "d.arrows"
+def test_receive_stores_only_what_hashes_right(tmp_path) -> None:
+    src, manifest = chunked(tmp_path / "src", table())
+    chunk = manifest.chunks[0]
+    data = src.path(chunk.sha256).read_bytes()
+    dest = wire.ChunkStore(tmp_path / "dest")
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0xFF
+    stream = io.BytesIO(bytes(damaged) + b"TRAILER")
+    assert dest.receive(chunk.sha256, len(data), stream) is False
+    assert stream.read() == b"TRAILER"  # the framed stream stays in step
+    assert not dest.path(chunk.sha256).exists()
+    assert dest.receive(chunk.sha256, len(data), io.BytesIO(data)) is True
+    assert dest.verify(chunk.sha256, rows=True) == chunk
+
+
+def test_truncated_stream_is_an_error_and_leaves_nothing(tmp_path) -> None:
+    src, manifest = chunked(tmp_path / "src", table())
+    chunk = manifest.chunks[0]
+    data = src.path(chunk.sha256).read_bytes()
+    dest = wire.ChunkStore(tmp_path / "dest")
+    with pytest.raises(wire.VerificationError, match="stream ended"):
+        dest.receive(chunk.sha256, len(data), io.BytesIO(data[:-10]))
+    assert [p for p in (tmp_path / "dest").rglob("*") if p.is_file()] == []
+
+
+def test_damaged_stored_chunk_is_detected_and_removed(tmp_path) -> None:
+    store, manifest = chunked(tmp_path, table())
+    path = store.path(manifest.chunks[1].sha256)
+    damaged = bytearray(path.read_bytes())
+    damaged[-20] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(wire.VerificationError, match="missing or damaged"):
+        list(store.batches(manifest))
+    assert store.verify(manifest.chunks[1].sha256) is None
+    assert not path.exists()
+    assert store.verify(manifest.chunks[0].sha256) is not None
+
+
+def test_non_arrow_bytes_with_the_right_digest_fail_row_verification(tmp_path) -> None:
+    import hashlib
+
+    data = b"ts,power\n1,2\n"
+    sha = hashlib.sha256(data).hexdigest()
+    store = wire.ChunkStore(tmp_path)
+    assert store.receive(sha, len(data), io.BytesIO(data))
+    fake = wire.DatasetManifest((wire.Manifest(sha256=sha, bytes=len(data), rows=1),))
     with pytest.raises(wire.VerificationError):
-        wire.receive_to(dest, io.BytesIO(bytes(data)), manifest)
-    assert list(tmp_path.iterdir()) == [src]  # no final file, no partial file
+        store.verify_dataset(fake)
 
 
-def test_wrong_row_count_is_refused(tmp_path) -> None:
-    src = tmp_path / "src.arrows"
-    manifest = write(src, table())
-    lying = wire.Manifest(sha256=manifest.sha256, bytes=manifest.bytes, rows=manifest.rows + 1)
-    with pytest.raises(wire.VerificationError, match="rows"):
-        wire.receive_to(tmp_path / "d.arrows", open(src, "rb"), lying)
-    assert not (tmp_path / "d.arrows").exists()
-
-
-def test_non_arrow_bytes_are_refused(tmp_path) -> None:
-    with pytest.raises(wire.VerificationError, match="not a complete Arrow IPC stream"):
-        wire.receive_to(tmp_path / "d.arrows", io.BytesIO(b"ts,power\n1,2\n"))
+def test_framing() -> None:
+    sha = "ab" * 32
+    stream = io.BytesIO(wire.frame_header(sha, 42) + b"x" * 42 + wire.END)
+    assert wire.read_frame_header(stream) == (sha, 42)
+    stream.read(42)
+    assert wire.read_frame_header(stream) is None
+    with pytest.raises(wire.VerificationError, match="malformed"):
+        wire.read_frame_header(io.BytesIO(b"../../etc/passwd 12\n"))

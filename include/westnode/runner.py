@@ -2,17 +2,20 @@
 
 Usage (every argument is validated; nothing is passed through a shell)::
 
-    python -m westnode.runner --root ROOT receive RUN NAME SHA256 BYTES ROWS  < stream
-    python -m westnode.runner --root ROOT stat RUN NAME
-    python -m westnode.runner --root ROOT send RUN NAME                       > stream
-    python -m westnode.runner --root ROOT params RUN JOB                      < params.json
+    python -m westnode.runner --root ROOT have                < ["sha256", ...]      # which chunks are here, intact
+    python -m westnode.runner --root ROOT put                 < framed chunks        # store chunks, verify each
+    python -m westnode.runner --root ROOT commit RUN NAME     < dataset manifest     # verify all, then name it
+    python -m westnode.runner --root ROOT manifest RUN NAME                          # print a dataset's manifest
+    python -m westnode.runner --root ROOT get                 < ["sha256", ...]      # framed chunks to stdout
+    python -m westnode.runner --root ROOT params RUN JOB      < params.json
     python -m westnode.runner --root ROOT run RUN JOB
-    python -m westnode.runner --root ROOT cleanup RUN
+    python -m westnode.runner --root ROOT cleanup RUN [--keep-hours H]
     python -m westnode.runner --root ROOT jobs
 
-Datasets of a run live in ``ROOT/scratch/RUN/NAME.arrows`` with a manifest beside them; they appear
-under that name only after their digest, size and row count were verified. ``run`` executes a
-registered job only, with parameters read from the run's ``JOB.params.json`` (data, not argv).
+Chunks live once in ``ROOT/chunks`` under their SHA-256 (so data already here is never sent
+again); a run's datasets are manifests in ``ROOT/scratch/RUN/NAME.dataset.json``, written only
+after every chunk was verified. ``run`` executes a registered job only, with parameters read from
+the run's ``JOB.params.json`` (data, not argv).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,18 +55,6 @@ def _name(value: str) -> str:
     return value
 
 
-def _sha(value: str) -> str:
-    if not SHA256.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a hex SHA-256 digest")
-    return value
-
-
-def _count(value: str) -> int:
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} is not a non-negative integer")
-    return int(value)
-
-
 def log(message: str, *args: object) -> None:
     print(f"[westnode] {message % args if args else message}", file=sys.stderr, flush=True)
 
@@ -74,50 +66,92 @@ def run_dir(root: Path, run: str, *, create: bool = False) -> Path:
     return path
 
 
-def dataset(root: Path, run: str, name: str) -> Path:
-    return run_dir(root, run) / f"{name}{wire.SUFFIX}"
+def store(root: Path) -> wire.ChunkStore:
+    return wire.ChunkStore(root / "chunks")
 
 
-def cmd_receive(args: argparse.Namespace) -> int:
-    expected = wire.Manifest(sha256=args.sha256, bytes=args.bytes, rows=args.rows)
-    path = run_dir(args.root, args.run, create=True) / f"{args.name}{wire.SUFFIX}"
-    started = time.monotonic()
+def dataset_path(root: Path, run: str, name: str) -> Path:
+    return run_dir(root, run) / f"{name}.dataset.json"
+
+
+def _read_digests(raw: bytes) -> list[str]:
     try:
-        got = wire.receive_to(path, sys.stdin.buffer, expected)
-    except wire.VerificationError as exc:
-        raise RunnerError(str(exc), EXIT_VERIFY) from exc
-    elapsed = time.monotonic() - started
-    log("received %s: %s rows, %s bytes in %.2fs, sha256 verified", args.name, got.rows, got.bytes, elapsed)
-    print(got.to_json(), flush=True)
+        digests = json.loads(raw or b"[]")
+    except json.JSONDecodeError as exc:
+        raise RunnerError(f"expected a JSON list of chunk digests: {exc}", EXIT_USAGE) from exc
+    if not isinstance(digests, list) or not all(isinstance(d, str) and SHA256.match(d) for d in digests):
+        raise RunnerError("expected a JSON list of hex SHA-256 chunk digests", EXIT_USAGE)
+    return digests
+
+
+def cmd_have(args: argparse.Namespace) -> int:
+    chunks = store(args.root)
+    wanted = _read_digests(sys.stdin.buffer.read())
+    present = [d for d in dict.fromkeys(wanted) if chunks.verify(d) is not None]
+    print(json.dumps(present), flush=True)
+    log("%s of %s chunks already here and intact", len(present), len(set(wanted)))
     return 0
 
 
-def _verified(path: Path, what: str) -> wire.Manifest:
-    """Re-verify a stored dataset against its manifest before anyone reads it."""
-    if not path.exists():
-        raise RunnerError(f"{what} {path.name} is not on this hub; ship it first", EXIT_MISSING)
-    recorded = wire.load_manifest(path)
-    try:
-        wire.manifest_of(path).check_against(recorded, what="digest, size or rows differ")
-    except wire.VerificationError as exc:
-        raise RunnerError(
-            f"{what} {path.name} failed verification on disk ({exc}); ship it again", EXIT_VERIFY
-        ) from exc
-    return recorded
-
-
-def cmd_stat(args: argparse.Namespace) -> int:
-    print(_verified(dataset(args.root, args.run, args.name), "dataset").to_json(), flush=True)
+def cmd_put(args: argparse.Namespace) -> int:
+    chunks = store(args.root)
+    source = sys.stdin.buffer
+    stored = rejected = 0
+    while (header := wire.read_frame_header(source)) is not None:
+        sha, size = header
+        try:
+            ok = chunks.receive(sha, size, source)
+        except wire.VerificationError as exc:
+            raise RunnerError(str(exc), EXIT_VERIFY) from exc
+        stored += ok
+        rejected += not ok
+        print(json.dumps({"sha256": sha, "ok": ok}), flush=True)
+    log("stored %s chunks, rejected %s that failed verification", stored, rejected)
     return 0
 
 
-def cmd_send(args: argparse.Namespace) -> int:
-    path = dataset(args.root, args.run, args.name)
+def cmd_commit(args: argparse.Namespace) -> int:
+    try:
+        manifest = wire.DatasetManifest.from_json(sys.stdin.buffer.read())
+        store(args.root).verify_dataset(manifest)
+    except (wire.VerificationError, ValueError, KeyError) as exc:
+        raise RunnerError(f"dataset {args.name} failed verification: {exc}", EXIT_VERIFY) from exc
+    wire.save_dataset_manifest(dataset_path(args.root, args.run, args.name), manifest)
+    log(
+        "dataset %s verified: %s chunks, %s rows, %s bytes",
+        args.name,
+        len(manifest.chunks),
+        manifest.rows,
+        manifest.bytes,
+    )
+    print(json.dumps(manifest.summary()), flush=True)
+    return 0
+
+
+def _dataset(root: Path, run: str, name: str, what: str) -> wire.DatasetManifest:
+    path = dataset_path(root, run, name)
     if not path.exists():
-        raise RunnerError(f"dataset {path.name} is not on this hub", EXIT_MISSING)
-    with open(path, "rb") as f:
-        shutil.copyfileobj(f, sys.stdout.buffer, wire.CHUNK)
-    sys.stdout.buffer.flush()
+        raise RunnerError(f"{what} {name} is not on this hub for run {run}; ship it first", EXIT_MISSING)
+    return wire.load_dataset_manifest(path)
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    print(_dataset(args.root, args.run, args.name, "dataset").to_json(), flush=True)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    chunks = store(args.root)
+    out = sys.stdout.buffer
+    for sha in _read_digests(sys.stdin.buffer.readline()):
+        path = chunks.path(sha)
+        if not path.exists():
+            raise RunnerError(f"chunk {sha[:12]} is not on this hub", EXIT_MISSING)
+        out.write(wire.frame_header(sha, path.stat().st_size))
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, out, wire.CHUNK)
+    out.write(wire.END)
+    out.flush()
     return 0
 
 
@@ -155,17 +189,30 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import polars as pl
+    import pyarrow as pa
 
     job = load_job(args.job)
     rdir = run_dir(args.root, args.run)
     params_path = rdir / f"{args.job}.params.json"
     params = json.loads(params_path.read_text()) if params_path.exists() else {}
+    chunks = store(args.root)
     frames = {}
     for name in job.INPUTS:
-        path = dataset(args.root, args.run, name)
-        manifest = _verified(path, "input")
-        log("input %s verified: %s rows, sha256 %s", name, manifest.rows, manifest.sha256[:12])
-        frames[name] = pl.read_ipc_stream(path).lazy()
+        manifest = _dataset(args.root, args.run, name, "input")
+        try:
+            frame = pl.from_arrow(pa.Table.from_batches(list(chunks.batches(manifest))))
+        except wire.VerificationError as exc:
+            raise RunnerError(f"input {name} failed verification on disk ({exc}); ship it again", EXIT_VERIFY) from exc
+        if frame.height != manifest.rows:
+            raise RunnerError(f"input {name} has {frame.height} rows, its manifest says {manifest.rows}", EXIT_VERIFY)
+        log(
+            "input %s verified: %s chunks, %s rows, sha256 %s",
+            name,
+            len(manifest.chunks),
+            manifest.rows,
+            manifest.sha256[:12],
+        )
+        frames[name] = frame.lazy()
 
     started = time.monotonic()
     log("running job %s on run %s", args.job, args.run)
@@ -173,18 +220,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     compute_seconds = time.monotonic() - started
     log("job %s produced %s rows in %.2fs", args.job, result.height, compute_seconds)
 
-    out = dataset(args.root, args.run, args.job)
-    partial = wire.temp_path(out)
-    try:
-        table = result.to_arrow()
-        with open(partial, "wb") as f:
-            manifest = wire.write_stream(table.to_batches(max_chunksize=65536), table.schema, f)
-        wire.save_manifest(out, manifest)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    table = result.to_arrow()
+    manifest = wire.write_chunks(table.to_batches(max_chunksize=65536), table.schema, chunks)
+    wire.save_dataset_manifest(dataset_path(args.root, args.run, args.job), manifest)
     (rdir / f"{args.job}.metrics.json").write_text(json.dumps({"compute_seconds": round(compute_seconds, 3)}))
-    log("wrote %s: %s rows, %s bytes, sha256 %s", out.name, manifest.rows, manifest.bytes, manifest.sha256[:12])
+    log(
+        "wrote %s: %s rows in %s chunks, %s bytes, sha256 %s",
+        args.job,
+        manifest.rows,
+        len(manifest.chunks),
+        manifest.bytes,
+        manifest.sha256[:12],
+    )
     return 0
 
 
@@ -199,6 +246,22 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if path.exists():
         shutil.rmtree(path)
         log("removed scratch of run %s", args.run)
+    # Chunks no run references and nobody used for --keep-hours go; recent ones stay so that a rerun
+    # of the same data sends nothing.
+    referenced: set[str] = set()
+    for manifest in (args.root / "scratch").glob("*/*.dataset.json"):
+        referenced.update(c.sha256 for c in wire.load_dataset_manifest(manifest).chunks)
+    cutoff = time.time() - args.keep_hours * 3600
+    for partial in (args.root / "chunks").glob("*/.*.partial"):  # left by a process killed with SIGKILL
+        if partial.stat().st_mtime < time.time() - 3600:
+            partial.unlink(missing_ok=True)
+    removed = 0
+    for chunk in (args.root / "chunks").glob("*/*" + wire.SUFFIX):
+        if chunk.stem not in referenced and chunk.stat().st_mtime < cutoff:
+            chunk.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log("garbage-collected %s chunks unused for %s hours", removed, args.keep_hours)
     return 0
 
 
@@ -214,17 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=Path, required=True, help="the hub's data root")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("receive", help="receive a dataset on stdin and verify it")
-    p.add_argument("run", type=_name)
-    p.add_argument("name", type=_name)
-    p.add_argument("sha256", type=_sha)
-    p.add_argument("bytes", type=_count)
-    p.add_argument("rows", type=_count)
-    p.set_defaults(func=cmd_receive)
+    for command, func, helptext in (
+        ("have", cmd_have, "list which of the digests on stdin are stored intact"),
+        ("put", cmd_put, "store framed chunks from stdin, verifying each"),
+        ("get", cmd_get, "write the chunks listed on stdin to stdout, framed"),
+    ):
+        p = sub.add_parser(command, help=helptext)
+        p.set_defaults(func=func)
 
     for command, func, helptext in (
-        ("stat", cmd_stat, "print a dataset's verified manifest"),
-        ("send", cmd_send, "write a dataset to stdout"),
+        ("commit", cmd_commit, "verify a dataset manifest from stdin and name it"),
+        ("manifest", cmd_manifest, "print a dataset's manifest"),
     ):
         p = sub.add_parser(command, help=helptext)
         p.add_argument("run", type=_name)
@@ -241,8 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job", type=_name)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("cleanup", help="remove a run's scratch directory")
+    p = sub.add_parser("cleanup", help="remove a run's scratch directory and old unused chunks")
     p.add_argument("run", type=_name)
+    p.add_argument("--keep-hours", type=float, default=24.0, help="keep unreferenced chunks used this recently")
     p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser("jobs", help="list registered jobs")
@@ -250,7 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwind, so temporary files are removed by their finally blocks
+
+
 def main(argv: list[str] | None = None) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(signum, _exit_on_signal)
     args = build_parser().parse_args(argv)
     args.root = args.root.resolve()
     try:

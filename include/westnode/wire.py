@@ -1,8 +1,10 @@
-"""The wire format shared by east and west: compressed Arrow IPC streams with a manifest.
+"""The wire format shared by east and west: content-addressed chunks of compressed Arrow batches.
 
-A dataset travels as one Arrow IPC *stream* (record batches, zstd-compressed buffers). Its manifest
-records the SHA-256 of the exact bytes, the byte count and the row count; both sides compute all
-three independently and a file is renamed to its final name only when they agree.
+A dataset is an ordered list of *chunks*. Each chunk is a complete Arrow IPC stream (schema plus a
+few record batches, zstd-compressed buffers) of about ``CHUNK_RAW_BYTES`` uncompressed, stored
+under the SHA-256 of its bytes. The dataset manifest lists the chunks with their byte and row
+counts; its digest is the SHA-256 of the chunk digests in order. Both sides compute digests and
+row counts independently, and a file gets its final name only after it was verified.
 
 This module depends on pyarrow and the standard library only, so it runs on a western node
 without Airflow.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -136,22 +139,6 @@ def manifest_of(path: Path) -> Manifest:
     return Manifest(sha256=digest.hexdigest(), bytes=size, rows=rows, raw_bytes=raw)
 
 
-def manifest_path(data_path: Path) -> Path:
-    return data_path.with_name(data_path.name + ".manifest.json")
-
-
-def save_manifest(data_path: Path, manifest: Manifest) -> None:
-    """Write the manifest beside its data file, atomically."""
-    target = manifest_path(data_path)
-    tmp = temp_path(target)
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, target)
-
-
-def load_manifest(data_path: Path) -> Manifest:
-    return Manifest.from_dict(json.loads(manifest_path(data_path).read_text()))
-
-
 def temp_path(path: Path) -> Path:
     """A fresh temporary name beside ``path`` (concurrent writers never share one)."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
@@ -159,22 +146,238 @@ def temp_path(path: Path) -> Path:
     return Path(name)
 
 
-def receive_to(path: Path, source: IO[bytes], expected: Manifest | None = None) -> Manifest:
-    """Copy ``source`` into ``path`` via a temporary file, verify it, then rename it into place.
+# -- chunked, content-addressed datasets ------------------------------------------------------------
 
-    The manifest is written first and the data renamed last, so ``path`` exists only once it is
-    complete and verified; on any failure the temporary file is removed.
-    """
-    partial = temp_path(path)
-    try:
-        with open(partial, "wb") as f:
-            while chunk := source.read(CHUNK):
-                f.write(chunk)
-        got = manifest_of(partial)
-        if expected is not None:
-            got.check_against(expected, what=f"{path.name} failed verification")
-        save_manifest(path, got)
-        os.replace(partial, path)
+CHUNK_RAW_BYTES = 16 << 20
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """An ordered list of chunk manifests; identical data gives an identical manifest."""
+
+    chunks: tuple[Manifest, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chunks)
+
+    @property
+    def bytes(self) -> int:
+        return sum(c.bytes for c in self.chunks)
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(c.raw_bytes for c in self.chunks)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256("\n".join(c.sha256 for c in self.chunks).encode()).hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "raw_bytes": self.raw_bytes,
+            "chunks": len(self.chunks),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps({**self.summary(), "chunks": [asdict(c) for c in self.chunks]}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DatasetManifest:
+        data = json.loads(text)
+        manifest = cls(tuple(Manifest.from_dict(c) for c in data["chunks"]))
+        for chunk in manifest.chunks:
+            if not SHA256_HEX.match(chunk.sha256):
+                raise VerificationError(f"dataset manifest names an invalid chunk digest {chunk.sha256!r}")
+        for key in ("sha256", "rows", "bytes"):
+            if key in data and data[key] != getattr(manifest, key):
+                raise VerificationError(
+                    f"dataset manifest is inconsistent: {key} {data[key]} != {getattr(manifest, key)}"
+                )
+        return manifest
+
+
+class ChunkStore:
+    """A directory of chunks named by their SHA-256 (``<root>/<aa>/<sha>.arrows``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        if not SHA256_HEX.match(sha256):
+            raise VerificationError(f"{sha256!r} is not a SHA-256 digest")
+        return self.root / sha256[:2] / f"{sha256}{SUFFIX}"
+
+    def verify(self, sha256: str, *, rows: bool = False) -> Manifest | None:
+        """The chunk's manifest if it is stored intact, else ``None`` (a damaged copy is removed).
+
+        Without ``rows`` only the digest and size are checked (fast); with it every batch is decoded.
+        """
+        path = self.path(sha256)
+        if not path.exists():
+            return None
+        if rows:
+            try:
+                got: Manifest | None = manifest_of(path)
+            except VerificationError:
+                got = None
+        else:
+            got = Manifest(sha256=file_sha256(path), bytes=path.stat().st_size, rows=-1)
+        if got is None or got.sha256 != sha256:
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # recently used: kept by garbage collection
         return got
+
+    def receive(self, sha256: str, size: int, source: IO[bytes]) -> bool:
+        """Store ``size`` bytes from ``source`` as chunk ``sha256`` if they hash to it.
+
+        Always consumes exactly ``size`` bytes, so a framed stream stays in step; returns False and
+        stores nothing when the bytes are not the chunk they claim to be.
+        """
+        target = self.path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = temp_path(target)
+        digest = hashlib.sha256()
+        remaining = size
+        try:
+            with open(partial, "wb") as f:
+                while remaining:
+                    piece = source.read(min(CHUNK, remaining))
+                    if not piece:
+                        raise VerificationError(f"stream ended {remaining} bytes before the end of chunk {sha256[:12]}")
+                    digest.update(piece)
+                    f.write(piece)
+                    remaining -= len(piece)
+            if digest.hexdigest() != sha256:
+                return False
+            os.replace(partial, target)
+            return True
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def add_file(self, partial: Path, manifest: Manifest) -> None:
+        """Move a freshly written chunk file into the store under its digest."""
+        target = self.path(manifest.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, target)
+
+    def batches(self, manifest: DatasetManifest) -> Iterator[Any]:
+        """Yield a dataset's record batches chunk by chunk, checking each chunk's digest first."""
+        for chunk in manifest.chunks:
+            path = self.path(chunk.sha256)
+            if not path.exists() or file_sha256(path) != chunk.sha256:
+                raise VerificationError(f"chunk {chunk.sha256[:12]} is missing or damaged")
+            yield from read_batches(path)
+
+    def verify_dataset(self, manifest: DatasetManifest) -> None:
+        """Check every chunk's digest, size and rows; raise :class:`VerificationError` on any difference."""
+        for chunk in manifest.chunks:
+            got = self.verify(chunk.sha256, rows=True)
+            if got is None:
+                raise VerificationError(f"chunk {chunk.sha256[:12]} is missing or damaged")
+            got.check_against(chunk, what=f"chunk {chunk.sha256[:12]}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(CHUNK):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def write_chunks(
+    batches: Iterable[Any], schema: Any, store: ChunkStore, target_raw_bytes: int = CHUNK_RAW_BYTES
+) -> DatasetManifest:
+    """Write batches into ``store`` as chunks of about ``target_raw_bytes``; return the manifest.
+
+    One chunk is open at a time, so memory holds one batch plus compression buffers whatever the
+    dataset size. Identical input gives identical chunks (zstd is deterministic).
+    """
+    import pyarrow as pa
+
+    store.root.mkdir(parents=True, exist_ok=True)
+    chunks: list[Manifest] = []
+    options = pa.ipc.IpcWriteOptions(compression=COMPRESSION)
+    state: dict[str, Any] = {}
+
+    def close() -> None:
+        writer, sink, handle, partial = (
+            state.pop("writer"),
+            state.pop("sink"),
+            state.pop("handle"),
+            state.pop("partial"),
+        )
+        writer.close()
+        handle.close()
+        manifest = Manifest(sha256=sink.sha256, bytes=sink.bytes, rows=state.pop("rows"), raw_bytes=state.pop("raw"))
+        store.add_file(partial, manifest)
+        chunks.append(manifest)
+
+    try:
+        for batch in batches:
+            if "writer" not in state:
+                partial = temp_path(store.root / "chunk")
+                handle = open(partial, "wb")
+                sink = HashingWriter(handle)
+                state.update(
+                    partial=partial,
+                    handle=handle,
+                    sink=sink,
+                    rows=0,
+                    raw=0,
+                    writer=pa.ipc.new_stream(sink, schema, options=options),
+                )
+            state["writer"].write_batch(batch)
+            state["rows"] += batch.num_rows
+            state["raw"] += batch.nbytes
+            if state["raw"] >= target_raw_bytes:
+                close()
+        if "writer" in state:
+            close()
     finally:
-        partial.unlink(missing_ok=True)
+        if "partial" in state:
+            state["handle"].close()
+            state["partial"].unlink(missing_ok=True)
+    return DatasetManifest(tuple(chunks))
+
+
+def save_dataset_manifest(path: Path, manifest: DatasetManifest) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    tmp.write_text(manifest.to_json())
+    os.replace(tmp, path)
+
+
+def load_dataset_manifest(path: Path) -> DatasetManifest:
+    return DatasetManifest.from_json(path.read_text())
+
+
+# -- framing of chunks on an SSH channel ------------------------------------------------------------
+# Each chunk travels as an ASCII header line "<sha256> <bytes>\n" followed by its bytes; "END\n"
+# closes the stream. The receiver answers each chunk with one JSON line.
+
+END = b"END\n"
+
+
+def frame_header(sha256: str, size: int) -> bytes:
+    return f"{sha256} {size}\n".encode()
+
+
+def read_frame_header(source: IO[bytes]) -> tuple[str, int] | None:
+    """The next frame's (digest, size), or ``None`` at the end of the stream."""
+    line = source.readline(128)
+    if line in (END, b""):
+        return None
+    try:
+        sha, size = line.decode("ascii").split()
+        if not SHA256_HEX.match(sha) or not size.isdigit():
+            raise ValueError
+    except ValueError:
+        raise VerificationError(f"malformed chunk header {line[:80]!r}") from None
+    return sha, int(size)

@@ -99,7 +99,9 @@ def print_summary(day: date, state: str, log_file: Path, seconds: float) -> bool
         ("raw → wire", f"{s['raw_mb']} MB raw Arrow → {s['wire_mb']} MB zstd on the wire ({s['compression_ratio']}x)"),
         (
             "transfer",
-            f"{s['transfer_mb_per_s']} MB/s on the wire ({s['transfer_seconds']}s, SHA-256 verified both sides)",
+            f"{s['wire_mb_sent']} MB sent in {s['transfer_seconds']}s: {s['transfer_mb_per_s']} MB/s on the wire, "
+            f"{s['transfer_logical_mb_per_s']} MB/s logical, {s['transfer_streams']} streams, "
+            f"{s['chunks_skipped']} chunks already on the hub, {s['chunks_resent']} resent (SHA-256 verified)",
         ),
         ("hub", s["hub"]),
         ("remote compute", f"{s['remote_compute_seconds']}s for job {s['job']} → {s['result_rows']} result rows"),

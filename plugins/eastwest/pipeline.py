@@ -151,12 +151,13 @@ def staging_dir(plan: Plan, settings: Settings | None = None) -> Path:
     return (settings or get_settings()).staging_dir / plan.run_key
 
 
-def input_path(plan: Plan, settings: Settings | None = None) -> Path:
-    return staging_dir(plan, settings) / f"{INPUT_NAME}{wire.SUFFIX}"
+def local_store(plan: Plan, settings: Settings | None = None) -> wire.ChunkStore:
+    """The run's east-side chunk store (inputs extracted here, results fetched here)."""
+    return wire.ChunkStore(staging_dir(plan, settings) / "chunks")
 
 
-def result_path(plan: Plan, settings: Settings | None = None) -> Path:
-    return staging_dir(plan, settings) / f"{plan.job}{wire.SUFFIX}"
+def manifest_path(plan: Plan, name: str, settings: Settings | None = None) -> Path:
+    return staging_dir(plan, settings) / f"{name}.dataset.json"
 
 
 def report_dir(plan: Plan, settings: Settings | None = None) -> Path:
@@ -167,14 +168,11 @@ def report_dir(plan: Plan, settings: Settings | None = None) -> Path:
 
 
 def extract(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
-    """Stream the plan's interval from the east source into a compressed Arrow file, batch by batch."""
+    """Stream the plan's interval from the east source into compressed Arrow chunks, batch by batch."""
     from eastwest import source
     from eastwest.telemetry import schema
 
     settings = settings or get_settings()
-    path = input_path(plan, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
     started = time.monotonic()
     batches = source.extract_batches(
         settings.source_url,
@@ -182,58 +180,55 @@ def extract(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
         datetime.fromisoformat(plan.end),
         plan.enterprise_ids,
     )
-    try:
-        with open(partial, "wb") as f:
-            manifest = wire.write_stream(batches, schema(), f)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    wire.save_manifest(path, manifest)
+    manifest = wire.write_chunks(batches, schema(), local_store(plan, settings))
     seconds = time.monotonic() - started
     if manifest.rows == 0:
         raise ValueError(
             f"the east source has no readings between {plan.start} and {plan.end} UTC "
             f"({plan.start_day} local); load the day first (python -m eastwest.telemetry --date {plan.start_day})"
         )
+    wire.save_dataset_manifest(manifest_path(plan, INPUT_NAME, settings), manifest)
     log.info(
-        "extracted %s rows from %s: %.2f MB raw → %.2f MB zstd Arrow (%.1fx) in %.2fs",
+        "extracted %s rows from %s: %.2f MB raw → %.2f MB zstd Arrow in %s chunks (%.1fx) in %.2fs",
         manifest.rows,
         source.redact(settings.source_url),
         manifest.raw_bytes / 1e6,
         manifest.bytes / 1e6,
+        len(manifest.chunks),
         manifest.raw_bytes / max(manifest.bytes, 1),
         seconds,
     )
-    return {**asdict(manifest), "seconds": round(seconds, 3)}
+    return {**manifest.summary(), "seconds": round(seconds, 3)}
 
 
 def ship(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
-    """Send the extracted file to the plan's hub; it is verified there before it gets its name."""
-    from eastwest.hooks import WestHubHook
+    """Send the extracted chunks the hub lacks; the hub verifies the dataset before naming it."""
+    from eastwest.transfer import TransferEngine
 
-    path = input_path(plan, settings)
-    manifest = wire.load_manifest(path)
-    metrics = WestHubHook(plan.hub).ship(plan.run_key, INPUT_NAME, path, manifest)
-    return {**metrics, "hub": plan.hub, "raw_bytes": manifest.raw_bytes, "rows": manifest.rows}
+    manifest = wire.load_dataset_manifest(manifest_path(plan, INPUT_NAME, settings))
+    metrics = TransferEngine(plan.hub).push(plan.run_key, INPUT_NAME, local_store(plan, settings), manifest)
+    return metrics.to_dict()
 
 
 def fetch(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
-    """Bring the job's result back east, verified against the hub's manifest."""
+    """Bring the job's result back east, verified chunk by chunk and as a whole."""
     from eastwest.hooks import WestHubHook
+    from eastwest.transfer import TransferEngine
 
-    hook = WestHubHook(plan.hub)
-    started = time.monotonic()
-    manifest = hook.fetch(plan.run_key, plan.job, result_path(plan, settings))
-    seconds = time.monotonic() - started
-    metrics = hook.job_metrics(plan.run_key, plan.job)
-    return {**asdict(manifest), "seconds": round(seconds, 3), "compute_seconds": metrics.get("compute_seconds")}
+    manifest, metrics = TransferEngine(plan.hub).pull(plan.run_key, plan.job, local_store(plan, settings))
+    wire.save_dataset_manifest(manifest_path(plan, plan.job, settings), manifest)
+    job = WestHubHook(plan.hub).job_metrics(plan.run_key, plan.job)
+    return {**metrics.to_dict(), "compute_seconds": job.get("compute_seconds")}
 
 
-def _read_result(path: Path) -> Any:
+def _read_result(plan: Plan, settings: Settings | None = None) -> tuple[wire.DatasetManifest, Any]:
     import pyarrow as pa
 
-    wire.manifest_of(path).check_against(wire.load_manifest(path), what=f"{path.name} changed since it was fetched")
-    return pa.Table.from_batches(list(wire.read_batches(path)))
+    manifest = wire.load_dataset_manifest(manifest_path(plan, plan.job, settings))
+    table = pa.Table.from_batches(list(local_store(plan, settings).batches(manifest)))
+    if table.num_rows != manifest.rows:
+        raise wire.VerificationError(f"{plan.job} has {table.num_rows} rows, its manifest says {manifest.rows}")
+    return manifest, table
 
 
 def validate(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
@@ -241,16 +236,15 @@ def validate(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
     from eastwest import validation
 
     settings = settings or get_settings()
-    path = result_path(plan, settings)
     out_dir = report_dir(plan, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = out_dir / "validation.json"
     record.unlink(missing_ok=True)  # publish needs a pass for exactly this result
-    table = _read_result(path)
+    manifest, table = _read_result(plan, settings)
     outcome = validation.validate(table.to_pandas(), validation.suite_path(plan.job))
     if outcome.success:
-        validated = {"result_sha256": wire.load_manifest(path).sha256, "gx": outcome.result}
-        tmp = record.with_name(record.name + ".tmp")
+        validated = {"result_sha256": manifest.sha256, "gx": outcome.result}
+        tmp = wire.temp_path(record)
         tmp.write_text(json.dumps(validated, indent=1, default=str))
         tmp.replace(record)
         log.info("validation %s", outcome.describe())
@@ -260,8 +254,9 @@ def validate(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
     if quarantine.exists():
         shutil.rmtree(quarantine)
     quarantine.mkdir(parents=True)
-    for item in (path, wire.manifest_path(path)):
-        shutil.move(str(item), quarantine / item.name)
+    with open(quarantine / f"{plan.job}{wire.SUFFIX}", "wb") as f:  # one file a person can open
+        wire.write_stream(table.to_batches(), table.schema, f)
+    (quarantine / f"{plan.job}.dataset.json").write_text(manifest.to_json())
     (quarantine / "validation.json").write_text(json.dumps(outcome.result, indent=1, default=str))
     (quarantine / "plan.json").write_text(json.dumps(plan.to_dict(), indent=1))
     raise ValidationFailed(
@@ -275,11 +270,10 @@ def publish(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
     from eastwest import warehouse
 
     settings = settings or get_settings()
-    path = result_path(plan, settings)
     record = report_dir(plan, settings) / "validation.json"
     validated = json.loads(record.read_text()).get("result_sha256") if record.exists() else None
-    table = _read_result(path)
-    if validated != wire.load_manifest(path).sha256:
+    manifest, table = _read_result(plan, settings)
+    if validated != manifest.sha256:
         raise RuntimeError(f"refusing to publish {plan.run_key}: this result has not passed validation")
     outcome = warehouse.publish(
         settings.warehouse_url,
@@ -330,8 +324,13 @@ def summarize(plan: Plan, steps: dict[str, dict[str, Any] | None], settings: Set
         "raw_mb": round(raw / 1e6, 2),
         "wire_mb": round(wire_bytes / 1e6, 2),
         "compression_ratio": round(raw / wire_bytes, 2) if wire_bytes else None,
-        "transfer_mb_per_s": ship_m.get("mb_per_s"),
+        "transfer_mb_per_s": ship_m.get("wire_mb_per_s"),
+        "transfer_logical_mb_per_s": ship_m.get("logical_mb_per_s"),
         "transfer_seconds": ship_m.get("seconds"),
+        "transfer_streams": ship_m.get("streams"),
+        "wire_mb_sent": round(ship_m.get("wire_bytes", 0) / 1e6, 2) if ship_m else None,
+        "chunks_skipped": ship_m.get("chunks_skipped"),
+        "chunks_resent": ship_m.get("chunks_resent"),
         "remote_compute_seconds": fetch_m.get("compute_seconds"),
         "result_rows": fetch_m.get("rows"),
         "validation": verdict,

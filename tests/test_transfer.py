@@ -1,0 +1,163 @@
+"""The transfer engine against real sshd hubs: resume, dedup, verification, rate cap on a shaped link."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from datetime import date
+
+import pytest
+
+from conftest import TEST_HOME, WEST_PYTHON
+from eastwest import telemetry
+from eastwest.hooks import HubError, WestHubHook
+from eastwest.transfer import TransferEngine, plan_streams, recent_metrics
+from westnode import wire
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 11, 24)
+
+
+def readings(
+    tmp_path, machines: int = 40, target: int = 512 << 10, day: date = DAY
+) -> tuple[wire.ChunkStore, wire.DatasetManifest]:
+    """A day of telemetry as chunks of about ``target`` raw bytes (10k-row batches).
+
+    Hubs keep chunks across runs, so each test uses its own day: its data is new to the hub.
+    """
+    import pyarrow as pa
+
+    store = wire.ChunkStore(tmp_path / "east")
+    table = pa.Table.from_batches(list(telemetry.generate_day(day, machines)))
+    return store, wire.write_chunks(table.to_batches(max_chunksize=10_000), telemetry.schema(), store, target)
+
+
+def hub_store(hub: str) -> wire.ChunkStore:
+    return wire.ChunkStore(TEST_HOME / "hubs" / hub / "root" / "chunks")
+
+
+def fetch_back(engine: TransferEngine, run: str, tmp_path) -> tuple[wire.ChunkStore, wire.DatasetManifest]:
+    back = wire.ChunkStore(tmp_path / f"back-{time.monotonic_ns()}")
+    manifest, _ = engine.pull(run, "readings", back)
+    return back, manifest
+
+
+def same_bytes(a: wire.ChunkStore, b: wire.ChunkStore, manifest: wire.DatasetManifest) -> bool:
+    return all(a.path(c.sha256).read_bytes() == b.path(c.sha256).read_bytes() for c in manifest.chunks)
+
+
+def test_streams_follow_the_bandwidth_delay_product() -> None:
+    assert plan_streams({}) == 4
+    assert plan_streams({"eastwest_streams": 3}) == 3
+    assert plan_streams({"eastwest_link_mbps": 200, "eastwest_rtt_ms": 30}) == 4  # BDP 0.75 MB
+    assert plan_streams({"eastwest_link_mbps": 1000, "eastwest_rtt_ms": 40}) == 5  # BDP 5 MB
+    assert plan_streams({"eastwest_link_mbps": 10000, "eastwest_rtt_ms": 80}) == 16
+
+
+def test_shipping_identical_data_twice_sends_nothing(hubs, tmp_path) -> None:
+    store, manifest = readings(tmp_path)
+    engine = TransferEngine("west_guizhou")
+    first = engine.push("twice-1", "readings", store, manifest)
+    assert first.wire_bytes == manifest.bytes and first.chunks_skipped == 0
+    second = engine.push("twice-2", "readings", store, manifest)  # another run, same data
+    assert second.wire_bytes == 0
+    assert second.chunks_skipped == len(manifest.chunks)
+    assert (TEST_HOME / "hubs" / "west_guizhou" / "root" / "scratch" / "twice-2" / "readings.dataset.json").exists()
+    saved = recent_metrics("west_guizhou")
+    assert saved[0]["run_key"] == "twice-2" and saved[0]["wire_bytes"] == 0
+
+
+def test_interrupted_transfer_resumes_with_only_the_missing_chunks(hubs, tmp_path) -> None:
+    store, manifest = readings(tmp_path, machines=80, day=date(2026, 10, 2))
+    assert len(manifest.chunks) >= 8
+    hub_root = TEST_HOME / "hubs" / "west_ningxia" / "root"
+    slow = TransferEngine("west_ningxia", streams=2, rate_limit_mbps=8, max_rounds=1)  # ~1 MB/s
+
+    def cut_the_streams() -> None:  # kill the hub-side processes serving the transfer, mid-way
+        time.sleep(1.0)
+        subprocess.run(["pkill", "-f", f"westnode.runner --root {hub_root} put"], check=False)
+
+    killer = threading.Thread(target=cut_the_streams)
+    killer.start()
+    with pytest.raises(HubError, match="a retry resumes with only the missing chunks"):
+        slow.push("resume", "readings", store, manifest)
+    killer.join()
+    already = [c for c in manifest.chunks if hub_store("west_ningxia").verify(c.sha256)]
+    assert 0 < len(already) < len(manifest.chunks)
+    assert not list(hub_root.rglob("*.partial"))  # the interrupted chunks left nothing behind
+
+    retry = TransferEngine("west_ningxia").push("resume", "readings", store, manifest)
+    assert retry.chunks_skipped == len(already)
+    assert retry.wire_bytes == manifest.bytes - sum(c.bytes for c in already)
+    back, got = fetch_back(TransferEngine("west_ningxia"), "resume", tmp_path)
+    assert got == manifest and same_bytes(store, back, manifest)
+
+
+def test_chunk_damaged_in_transit_is_detected_and_resent(hubs, tmp_path, monkeypatch) -> None:
+    store, manifest = readings(tmp_path, day=date(2026, 10, 3))
+    victim = manifest.chunks[2].sha256
+    damaged_once = threading.Event()
+    original = TransferEngine._payload
+
+    def flaky_payload(f, chunk):
+        piece = original(f, chunk)
+        if chunk.sha256 == victim and piece and not damaged_once.is_set():
+            damaged_once.set()
+            return bytes([piece[0] ^ 0xFF]) + piece[1:]
+        return piece
+
+    monkeypatch.setattr(TransferEngine, "_payload", staticmethod(flaky_payload))
+    metrics = TransferEngine("west_guizhou").push("transit", "readings", store, manifest)
+    assert damaged_once.is_set()
+    assert metrics.chunks_resent == 1
+    assert metrics.wire_bytes == manifest.bytes + manifest.chunks[2].bytes
+    assert hub_store("west_guizhou").verify(victim, rows=True) == manifest.chunks[2]
+
+
+def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_path) -> None:
+    store, manifest = readings(tmp_path, day=date(2026, 10, 4))
+    engine = TransferEngine("west_guizhou")
+    engine.push("corrupt", "readings", store, manifest)
+    victim = hub_store("west_guizhou").path(manifest.chunks[0].sha256)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+
+    hook = WestHubHook("west_guizhou")
+    with hook.get_managed_conn() as client, pytest.raises(HubError, match="failed verification on disk"):
+        hook.run_checked(client, ["run", "corrupt", "daily_kpis"])  # the job refuses to read it
+
+    again = engine.push("corrupt", "readings", store, manifest)  # the task's retry
+    assert again.chunks_skipped == len(manifest.chunks) - 1
+    assert again.wire_bytes == manifest.chunks[0].bytes
+    with hook.get_managed_conn() as client:
+        hook.run_checked(client, ["run", "corrupt", "daily_kpis"])
+    result, _ = engine.pull("corrupt", "daily_kpis", wire.ChunkStore(tmp_path / "result"))
+    assert result.rows == 40  # one row per machine for the day
+
+
+@pytest.mark.skipif(
+    subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root for netns"
+)
+def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch) -> None:
+    from eastwest.wanlab import WanLink
+
+    store, manifest = readings(tmp_path, machines=600, day=date(2026, 10, 5))  # ~15 MB on the wire
+    with WanLink(
+        "captest", index=7, state_dir=TEST_HOME / "wan", west_python=str(WEST_PYTHON), rate_mbit=200, rtt_ms=20
+    ) as link:
+        monkeypatch.setenv("AIRFLOW_CONN_CAPTEST", json.dumps(link.connection))
+        monkeypatch.setenv("EASTWEST_HUBS", "captest")
+        metrics = TransferEngine("captest", rate_limit_mbps=40).push("cap", "readings", store, manifest)
+    assert metrics.wire_bytes == manifest.bytes
+    assert metrics.send_seconds > 2, metrics.to_dict()
+    cap = 40e6 / 8 / 1e6  # MB/s
+    assert abs(metrics.link_mb_per_s - cap) / cap < 0.10, metrics.to_dict()
+
+
+def test_wan_link_is_torn_down(tmp_path) -> None:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "ew-captest" not in out
