@@ -88,3 +88,7 @@ test: system-deps venv west-venv lint ## run every test (real sshd hubs, real Po
 .PHONY: clean
 clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)
 	rm -rf .local
+
+.PHONY: bench
+bench: system-deps venv west-venv ## transfer benchmark on emulated WAN links (root; ≈1 GB and 4 GB; writes bench/)
+	$(PY) bench/transfer_bench.py $(BENCH_ARGS)

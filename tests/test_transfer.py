@@ -71,7 +71,7 @@ def test_shipping_identical_data_twice_sends_nothing(hubs, tmp_path) -> None:
 
 
 def test_interrupted_transfer_resumes_with_only_the_missing_chunks(hubs, tmp_path) -> None:
-    store, manifest = readings(tmp_path, machines=80, day=date(2026, 10, 2))
+    store, manifest = readings(tmp_path, machines=200, day=date(2026, 10, 2))
     assert len(manifest.chunks) >= 8
     hub_root = TEST_HOME / "hubs" / "west_ningxia" / "root"
     slow = TransferEngine("west_ningxia", streams=2, rate_limit_mbps=8, max_rounds=1)  # ~1 MB/s
@@ -114,7 +114,7 @@ def test_chunk_damaged_in_transit_is_detected_and_resent(hubs, tmp_path, monkeyp
     assert damaged_once.is_set()
     assert metrics.chunks_resent == 1
     assert metrics.wire_bytes == manifest.bytes + manifest.chunks[2].bytes
-    assert hub_store("west_guizhou").verify(victim, rows=True) == manifest.chunks[2]
+    assert hub_store("west_guizhou").verify(victim, rows=True).rows == manifest.chunks[2].rows
 
 
 def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_path) -> None:
@@ -145,7 +145,7 @@ def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_
 def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch) -> None:
     from eastwest.wanlab import WanLink
 
-    store, manifest = readings(tmp_path, machines=600, day=date(2026, 10, 5))  # ~15 MB on the wire
+    store, manifest = readings(tmp_path, machines=1500, day=date(2026, 10, 5))  # ~15 MB on the wire
     with WanLink(
         "captest", index=7, state_dir=TEST_HOME / "wan", west_python=str(WEST_PYTHON), rate_mbit=200, rtt_ms=20
     ) as link:
@@ -158,6 +158,40 @@ def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch
     assert abs(metrics.link_mb_per_s - cap) / cap < 0.10, metrics.to_dict()
 
 
+@pytest.mark.skipif(
+    subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root for netns"
+)
+def test_cut_link_mid_transfer_then_retry_sends_only_missing_chunks(tmp_path, monkeypatch) -> None:
+    from eastwest.wanlab import WanLink
+
+    store, manifest = readings(tmp_path, machines=400, day=date(2026, 10, 6))
+    with WanLink(
+        "cuttest", index=8, state_dir=TEST_HOME / "wan", west_python=str(WEST_PYTHON), rate_mbit=100, rtt_ms=10
+    ) as link:
+        monkeypatch.setenv("AIRFLOW_CONN_CUTTEST", json.dumps(link.connection))
+        monkeypatch.setenv("EASTWEST_HUBS", "cuttest")
+        hub_chunks = wire.ChunkStore(link.hub.root / "chunks")
+
+        def cut() -> None:
+            time.sleep(1.0)
+            link.cut()
+
+        cutter = threading.Thread(target=cut)
+        cutter.start()
+        slow = TransferEngine("cuttest", rate_limit_mbps=16, max_rounds=1, idle_timeout=3)
+        with pytest.raises(HubError):
+            slow.push("cut", "readings", store, manifest)
+        cutter.join()
+        link.restore()
+        already = [c for c in manifest.chunks if hub_chunks.verify(c.sha256)]
+        assert 0 < len(already) < len(manifest.chunks)
+        retry = TransferEngine("cuttest").push("cut", "readings", store, manifest)
+        assert retry.chunks_skipped == len(already)
+        assert retry.wire_bytes == manifest.bytes - sum(c.bytes for c in already)
+        back, got = fetch_back(TransferEngine("cuttest"), "cut", tmp_path)
+        assert got == manifest and same_bytes(store, back, manifest)
+
+
 def test_wan_link_is_torn_down(tmp_path) -> None:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "ew-captest" not in out
+    assert "ew-captest" not in out and "ew-cuttest" not in out

@@ -103,6 +103,10 @@ def cmd_put(args: argparse.Namespace) -> int:
             ok = chunks.receive(sha, size, source)
         except wire.VerificationError as exc:
             raise RunnerError(str(exc), EXIT_VERIFY) from exc
+        if ok:  # decode it now, while the link is busy, so the dataset check at commit is quick
+            ok = chunks.count_rows(sha) is not None
+            if not ok:
+                chunks.path(sha).unlink(missing_ok=True)
         stored += ok
         rejected += not ok
         print(json.dumps({"sha256": sha, "ok": ok}), flush=True)
@@ -259,6 +263,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     for chunk in (args.root / "chunks").glob("*/*" + wire.SUFFIX):
         if chunk.stem not in referenced and chunk.stat().st_mtime < cutoff:
             chunk.unlink(missing_ok=True)
+            chunk.with_suffix(".rows").unlink(missing_ok=True)
             removed += 1
     if removed:
         log("garbage-collected %s chunks unused for %s hours", removed, args.keep_hours)

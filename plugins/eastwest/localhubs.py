@@ -135,6 +135,7 @@ def write_config(hub: LocalHub, client_pub: str) -> Path:
                 "StrictModes no",
                 "PrintMotd no",
                 "AcceptEnv none",
+                "Subsystem sftp internal-sftp",
                 "MaxStartups 64:30:128",
                 "MaxSessions 64",
                 "ClientAliveInterval 15",

@@ -22,6 +22,8 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +43,8 @@ DEFAULT_STREAMS = 4
 MAX_STREAMS = 16
 MAX_ROUNDS = 3
 PROGRESS_EVERY = 5.0
+#: A stream is worth its SSH handshake only for this much data; small transfers use fewer.
+MIN_BYTES_PER_STREAM = 4 << 20
 
 
 @dataclass
@@ -196,6 +200,8 @@ class TransferEngine:
     :param rate_limit_mbps: cap in Mbit/s for this transfer; default the connection's
         ``eastwest_rate_limit_mbps`` (none: as fast as the link allows).
     :param max_rounds: attempts at chunks that failed, within one call.
+    :param idle_timeout: seconds a stream may make no progress before it counts as broken; default
+        the connection's ``eastwest_idle_timeout`` or 120.
     """
 
     def __init__(
@@ -205,10 +211,13 @@ class TransferEngine:
         streams: int | None = None,
         rate_limit_mbps: float | None = None,
         max_rounds: int = MAX_ROUNDS,
+        idle_timeout: float | None = None,
     ) -> None:
         self.hub = check_name("hub", hub)
         self.control = WestHubHook(hub)
         extras = self.control.extras
+        self.idle_timeout = float(idle_timeout or extras.get("eastwest_idle_timeout") or self.control.idle_timeout)
+        self.control.idle_timeout = self.idle_timeout
         self.streams = streams or plan_streams(extras)
         limit = rate_limit_mbps if rate_limit_mbps is not None else extras.get("eastwest_rate_limit_mbps")
         self.rate_limit_mbps = float(limit) if limit else None
@@ -239,37 +248,52 @@ class TransferEngine:
         started = time.monotonic()
         metrics = self._metrics("push", run_key, name, manifest)
         unique = {c.sha256: c for c in manifest.chunks}
-        with self.control.get_managed_conn() as client:
-            out = self.control.run_checked(client, ["have"], stdin=json.dumps(list(unique)).encode(), what="have")
-        present = set(json.loads(out))
-        todo = [c for sha, c in unique.items() if sha not in present]
-        metrics.chunks_skipped = len(unique) - len(todo)
-        if todo:
-            log.info(
-                "shipping %s of %s chunks (%.1f MB) of %s to %s over %s streams%s; %s already there",
-                len(todo),
-                len(unique),
-                sum(c.bytes for c in todo) / 1e6,
-                name,
-                self.hub,
-                min(self.streams, len(todo)),
-                f", capped at {self.rate_limit_mbps} Mbit/s" if self.rate_limit_mbps else "",
-                metrics.chunks_skipped,
+        with self.control.get_managed_conn() as control:
+            out = self.control.run_checked(control, ["have"], stdin=json.dumps(list(unique)).encode(), what="have")
+            present = set(json.loads(out))
+            todo = [c for sha, c in unique.items() if sha not in present]
+            metrics.chunks_skipped = len(unique) - len(todo)
+            if todo:
+                log.info(
+                    "shipping %s of %s chunks (%.1f MB) of %s to %s over %s streams%s; %s already there",
+                    len(todo),
+                    len(unique),
+                    sum(c.bytes for c in todo) / 1e6,
+                    name,
+                    self.hub,
+                    self._streams_for(todo),
+                    f", capped at {self.rate_limit_mbps} Mbit/s" if self.rate_limit_mbps else "",
+                    metrics.chunks_skipped,
+                )
+            else:
+                log.info("%s already holds all %s chunks of %s: nothing to send", self.hub, len(unique), name)
+            self._rounds(
+                todo,
+                metrics,
+                f"ship {name} to {self.hub}",
+                lambda batch, prog, lim, sends: self._put_round(batch, store, prog, lim, sends, control),
             )
-        else:
-            log.info("%s already holds all %s chunks of %s: nothing to send", self.hub, len(unique), name)
-        self._rounds(
-            todo,
-            metrics,
-            f"ship {name} to {self.hub}",
-            lambda batch, prog, lim, sends: self._put_round(batch, store, prog, lim, sends),
-        )
-        with self.control.get_managed_conn() as client:
+            if not control.get_transport().is_active():
+                raise HubError(f"hub {self.hub!r}: the connection dropped before {name} could be verified")
             self.control.run_checked(
-                client, ["commit", run_key, name], stdin=manifest.to_json().encode(), what=f"verifying {name}"
+                control, ["commit", run_key, name], stdin=manifest.to_json().encode(), what=f"verifying {name}"
             )
         metrics.seconds = time.monotonic() - started
         return self._finish(metrics)
+
+    def _streams_for(self, todo: list[wire.Manifest]) -> int:
+        size = sum(c.bytes for c in todo)
+        return max(1, min(self.streams, len(todo), math.ceil(size / MIN_BYTES_PER_STREAM)))
+
+    @contextmanager
+    def _connection(self, index: int, control: Any) -> Iterator[tuple[WestHubHook, Any]]:
+        """Stream 0 reuses the control connection (one handshake fewer); the others open their own."""
+        if index == 0 and control is not None and control.get_transport().is_active():
+            yield self.control, control
+            return
+        hook = WestHubHook(self.hub, idle_timeout=self.idle_timeout)
+        with hook.get_managed_conn() as client:
+            yield hook, client
 
     def _put_round(
         self,
@@ -278,6 +302,7 @@ class TransferEngine:
         progress: _Progress,
         limiter: RateLimiter | None,
         sends: Counter,
+        control: Any = None,
     ) -> tuple[set[str], list[str]]:
         work: queue.Queue = queue.Queue()
         for chunk in sorted(todo, key=lambda c: -c.bytes):
@@ -286,11 +311,10 @@ class TransferEngine:
         errors: list[str] = []
         lock = threading.Lock()
 
-        def worker() -> None:
-            hook = WestHubHook(self.hub)
+        def worker(index: int) -> None:
             replies = bytearray()
             try:
-                with hook.get_managed_conn() as client:
+                with self._connection(index, control) as (hook, client):
                     channel = client.get_transport().open_session()
                     channel.settimeout(hook.idle_timeout)
                     channel.exec_command(hook.runner_command("put"))
@@ -335,7 +359,8 @@ class TransferEngine:
                             reply.get("sha256", "?")[:12],
                         )
 
-        self._run_workers(worker, min(self.streams, len(todo)), progress)
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(self._streams_for(todo))]
+        self._join(threads, progress)
         return delivered, errors
 
     @staticmethod
@@ -350,19 +375,19 @@ class TransferEngine:
         check_name("run key", run_key)
         check_name("dataset", name)
         started = time.monotonic()
-        with self.control.get_managed_conn() as client:
-            out = self.control.run_checked(client, ["manifest", run_key, name], what=f"reading the manifest of {name}")
-        manifest = wire.DatasetManifest.from_json(out)
-        metrics = self._metrics("pull", run_key, name, manifest)
-        unique = {c.sha256: c for c in manifest.chunks}
-        todo = [c for sha, c in unique.items() if store.verify(sha) is None]
-        metrics.chunks_skipped = len(unique) - len(todo)
-        self._rounds(
-            todo,
-            metrics,
-            f"fetch {name} from {self.hub}",
-            lambda batch, prog, lim, sends: self._get_round(batch, store, prog, lim, sends),
-        )
+        with self.control.get_managed_conn() as control:
+            out = self.control.run_checked(control, ["manifest", run_key, name], what=f"reading the manifest of {name}")
+            manifest = wire.DatasetManifest.from_json(out)
+            metrics = self._metrics("pull", run_key, name, manifest)
+            unique = {c.sha256: c for c in manifest.chunks}
+            todo = [c for sha, c in unique.items() if store.verify(sha) is None]
+            metrics.chunks_skipped = len(unique) - len(todo)
+            self._rounds(
+                todo,
+                metrics,
+                f"fetch {name} from {self.hub}",
+                lambda batch, prog, lim, sends: self._get_round(batch, store, prog, lim, sends, control),
+            )
         try:
             store.verify_dataset(manifest)
         except wire.VerificationError as exc:
@@ -377,8 +402,9 @@ class TransferEngine:
         progress: _Progress,
         limiter: RateLimiter | None,
         sends: Counter,
+        control: Any = None,
     ) -> tuple[set[str], list[str]]:
-        streams = min(self.streams, len(todo))
+        streams = self._streams_for(todo)
         shares: list[list[wire.Manifest]] = [[] for _ in range(streams)]
         for i, chunk in enumerate(sorted(todo, key=lambda c: -c.bytes)):
             shares[i % streams].append(chunk)
@@ -386,10 +412,9 @@ class TransferEngine:
         errors: list[str] = []
         lock = threading.Lock()
 
-        def worker(share: list[wire.Manifest]) -> None:
-            hook = WestHubHook(self.hub)
+        def worker(index: int, share: list[wire.Manifest]) -> None:
             try:
-                with hook.get_managed_conn() as client:
+                with self._connection(index, control) as (hook, client):
                     channel = client.get_transport().open_session(window_size=RECEIVE_WINDOW)
                     channel.settimeout(hook.idle_timeout)
                     channel.exec_command(hook.runner_command("get"))
@@ -412,7 +437,7 @@ class TransferEngine:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")
 
-        threads = [threading.Thread(target=worker, args=(share,), daemon=True) for share in shares]
+        threads = [threading.Thread(target=worker, args=(i, share), daemon=True) for i, share in enumerate(shares)]
         self._join(threads, progress)
         return delivered, errors
 
@@ -424,7 +449,7 @@ class TransferEngine:
         total = sum(c.bytes for c in todo)
         progress = _Progress(label, total, metrics.raw_bytes / max(metrics.dataset_bytes, 1))
         limiter = self._limiter()
-        metrics.streams = min(self.streams, len(todo)) if todo else 0
+        metrics.streams = self._streams_for(todo) if todo else 0
         for attempt in range(1, self.max_rounds + 1):
             if not todo:
                 break
@@ -449,9 +474,6 @@ class TransferEngine:
                 f"{label}: {len(todo)} chunks could not be delivered after {self.max_rounds} rounds "
                 f"({'; '.join(metrics.errors[-3:])}); a retry resumes with only the missing chunks"
             )
-
-    def _run_workers(self, target: Any, count: int, progress: _Progress) -> None:
-        self._join([threading.Thread(target=target, daemon=True) for _ in range(count)], progress)
 
     @staticmethod
     def _join(threads: list[threading.Thread], progress: _Progress) -> None:

@@ -56,6 +56,7 @@ class WanLink:
         west_python: str,
         rate_mbit: float | None = None,
         rtt_ms: float = 0.0,
+        relay: bool = True,
     ) -> None:
         if os.geteuid() != 0:
             raise WanLabError("the WAN emulation needs root (network namespaces and tc)")
@@ -70,6 +71,7 @@ class WanLink:
         self.rate_mbit = rate_mbit
         self.rtt_ms = rtt_ms
         self.relay_port = RELAY_PORT_BASE + index
+        self.use_relay = relay or rtt_ms > 0
         self.hub = localhubs.LocalHub(name, 22, state_dir, listen=self.west_ip)
         self.state_dir = state_dir
         self.west_python = west_python
@@ -113,26 +115,32 @@ class WanLink:
         localhubs.deploy_runner(self.hub)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         _ns(self.ns, sshd, "-f", str(config), "-E", str(self.hub.dir / "sshd.log"))
-        self._relay = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "eastwest.wanlab",
-                "relay",
-                "--listen",
-                f"127.0.0.1:{self.relay_port}",
-                "--to",
-                f"{self.west_ip}:22",
-                "--rtt-ms",
-                str(self.rtt_ms),
-                "--rate-mbit",
-                str(self.rate_mbit or 0),
-            ],
-        )
-        if not localhubs.wait_port(self.relay_port):
-            raise WanLabError(f"the delay relay for {self.name} did not start on 127.0.0.1:{self.relay_port}")
         conn = localhubs.connection_for(self.hub, key, self.west_python)
-        conn["port"] = self.relay_port
+        conn["host"] = self.west_ip
+        if not localhubs.wait_port(22, host=self.west_ip):
+            raise WanLabError(
+                f"sshd of {self.name} did not start on {self.west_ip}:22; see {self.hub.dir / 'sshd.log'}"
+            )
+        if self.use_relay:
+            self._relay = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "eastwest.wanlab",
+                    "relay",
+                    "--listen",
+                    f"127.0.0.1:{self.relay_port}",
+                    "--to",
+                    f"{self.west_ip}:22",
+                    "--rtt-ms",
+                    str(self.rtt_ms),
+                    "--rate-mbit",
+                    str(self.rate_mbit or 0),
+                ],
+            )
+            if not localhubs.wait_port(self.relay_port):
+                raise WanLabError(f"the delay relay for {self.name} did not start on 127.0.0.1:{self.relay_port}")
+            conn["host"], conn["port"] = "127.0.0.1", self.relay_port
         conn["description"] = (
             f"emulated WAN hub {self.name}: {self.rate_mbit or 'unshaped'} Mbit/s, {self.rtt_ms} ms RTT"
         )
@@ -169,9 +177,13 @@ class WanLink:
             except subprocess.TimeoutExpired:
                 self._relay.kill()
             self._relay = None
-        pid = self.hub.pid()
-        if pid:
-            os.kill(pid, signal.SIGTERM)
+        # Every process in the namespace: the sshd listener, its sessions and their runners.
+        pids = _ip("netns", "pids", self.ns, check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
         _ip("link", "del", self.east_if, check=False)
         _ip("netns", "del", self.ns, check=False)
         self.hub.pid_file.unlink(missing_ok=True)
