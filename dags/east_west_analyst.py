@@ -52,8 +52,8 @@ with DAG(
         "hub": Param(get_settings().default_hub, enum=list(get_settings().hubs), title="Western hub"),
         "job": Param(JOBS[0], enum=list(JOBS), title="Job"),
         "enterprise_ids": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=ENTERPRISES_PATTERN,
             maxLength=599,
             title="Enterprises",

@@ -35,6 +35,11 @@ def readings(
     return store, wire.write_chunks(table.to_batches(max_chunksize=10_000), telemetry.schema(), store, target)
 
 
+def on_wire(chunks) -> int:
+    """Bytes a transfer of these chunks puts on the wire: each chunk's frame header and bytes."""
+    return sum(c.bytes + len(wire.frame_header(c.sha256, c.bytes)) for c in chunks)
+
+
 def hub_store(hub: str) -> wire.ChunkStore:
     return wire.ChunkStore(TEST_HOME / "hubs" / hub / "root" / "chunks")
 
@@ -61,7 +66,7 @@ def test_shipping_identical_data_twice_sends_nothing(hubs, tmp_path) -> None:
     store, manifest = readings(tmp_path)
     engine = TransferEngine("west_guizhou")
     first = engine.push("twice-1", "readings", store, manifest)
-    assert first.wire_bytes == manifest.bytes and first.chunks_skipped == 0
+    assert first.wire_bytes == on_wire(manifest.chunks) and first.chunks_skipped == 0
     second = engine.push("twice-2", "readings", store, manifest)  # another run, same data
     assert second.wire_bytes == 0
     assert second.chunks_skipped == len(manifest.chunks)
@@ -91,7 +96,7 @@ def test_interrupted_transfer_resumes_with_only_the_missing_chunks(hubs, tmp_pat
 
     retry = TransferEngine("west_ningxia").push("resume", "readings", store, manifest)
     assert retry.chunks_skipped == len(already)
-    assert retry.wire_bytes == manifest.bytes - sum(c.bytes for c in already)
+    assert retry.wire_bytes == on_wire(c for c in manifest.chunks if c not in already)
     back, got = fetch_back(TransferEngine("west_ningxia"), "resume", tmp_path)
     assert got == manifest and same_bytes(store, back, manifest)
 
@@ -102,8 +107,8 @@ def test_chunk_damaged_in_transit_is_detected_and_resent(hubs, tmp_path, monkeyp
     damaged_once = threading.Event()
     original = TransferEngine._payload
 
-    def flaky_payload(f, chunk):
-        piece = original(f, chunk)
+    def flaky_payload(f, chunk, size):
+        piece = original(f, chunk, size)
         if chunk.sha256 == victim and piece and not damaged_once.is_set():
             damaged_once.set()
             return bytes([piece[0] ^ 0xFF]) + piece[1:]
@@ -113,7 +118,7 @@ def test_chunk_damaged_in_transit_is_detected_and_resent(hubs, tmp_path, monkeyp
     metrics = TransferEngine("west_guizhou").push("transit", "readings", store, manifest)
     assert damaged_once.is_set()
     assert metrics.chunks_resent == 1
-    assert metrics.wire_bytes == manifest.bytes + manifest.chunks[2].bytes
+    assert metrics.wire_bytes == on_wire(manifest.chunks) + on_wire([manifest.chunks[2]])
     assert hub_store("west_guizhou").verify(victim, rows=True).rows == manifest.chunks[2].rows
 
 
@@ -132,7 +137,7 @@ def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_
 
     again = engine.push("corrupt", "readings", store, manifest)  # the task's retry
     assert again.chunks_skipped == len(manifest.chunks) - 1
-    assert again.wire_bytes == manifest.chunks[0].bytes
+    assert again.wire_bytes == on_wire([manifest.chunks[0]])
     with hook.get_managed_conn() as client:
         hook.run_checked(client, ["run", "corrupt", "daily_kpis"])
     result, _ = engine.pull("corrupt", "daily_kpis", wire.ChunkStore(tmp_path / "result"))
@@ -152,7 +157,7 @@ def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch
         monkeypatch.setenv("AIRFLOW_CONN_CAPTEST", json.dumps(link.connection))
         monkeypatch.setenv("EASTWEST_HUBS", "captest")
         metrics = TransferEngine("captest", rate_limit_mbps=40).push("cap", "readings", store, manifest)
-    assert metrics.wire_bytes == manifest.bytes
+    assert metrics.wire_bytes == on_wire(manifest.chunks)
     assert metrics.send_seconds > 2, metrics.to_dict()
     cap = 40e6 / 8 / 1e6  # MB/s
     assert abs(metrics.link_mb_per_s - cap) / cap < 0.10, metrics.to_dict()
@@ -187,7 +192,7 @@ def test_cut_link_mid_transfer_then_retry_sends_only_missing_chunks(tmp_path, mo
         assert 0 < len(already) < len(manifest.chunks)
         retry = TransferEngine("cuttest").push("cut", "readings", store, manifest)
         assert retry.chunks_skipped == len(already)
-        assert retry.wire_bytes == manifest.bytes - sum(c.bytes for c in already)
+        assert retry.wire_bytes == on_wire(c for c in manifest.chunks if c not in already)
         back, got = fetch_back(TransferEngine("cuttest"), "cut", tmp_path)
         assert got == manifest and same_bytes(store, back, manifest)
 

@@ -50,7 +50,7 @@ class RunnerError(Exception):
 
 
 def _name(value: str) -> str:
-    if not SAFE_NAME.match(value):
+    if not SAFE_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a safe name (letters, digits, '_', '.', '-')")
     return value
 
@@ -79,7 +79,7 @@ def _read_digests(raw: bytes) -> list[str]:
         digests = json.loads(raw or b"[]")
     except json.JSONDecodeError as exc:
         raise RunnerError(f"expected a JSON list of chunk digests: {exc}", EXIT_USAGE) from exc
-    if not isinstance(digests, list) or not all(isinstance(d, str) and SHA256.match(d) for d in digests):
+    if not isinstance(digests, list) or not all(isinstance(d, str) and SHA256.fullmatch(d) for d in digests):
         raise RunnerError("expected a JSON list of hex SHA-256 chunk digests", EXIT_USAGE)
     return digests
 
@@ -99,6 +99,10 @@ def cmd_put(args: argparse.Namespace) -> int:
     stored = rejected = 0
     while (header := wire.read_frame_header(source)) is not None:
         sha, size = header
+        if size > wire.MAX_CHUNK_BYTES:
+            raise RunnerError(
+                f"chunk {sha[:12]} claims {size} bytes; chunks are at most {wire.MAX_CHUNK_BYTES}", EXIT_VERIFY
+            )
         try:
             ok = chunks.receive(sha, size, source)
         except wire.VerificationError as exc:
@@ -181,7 +185,7 @@ def cmd_params(args: argparse.Namespace) -> int:
                 f"parameter {key} of job {args.job} must be {type(default).__name__}, not {type(value).__name__}",
                 EXIT_USAGE,
             )
-        if isinstance(value, list) and not all(isinstance(v, str) and SAFE_NAME.match(v) for v in value):
+        if isinstance(value, list) and not all(isinstance(v, str) and SAFE_NAME.fullmatch(v) for v in value):
             raise RunnerError(f"parameter {key} of job {args.job} must be a list of plain names", EXIT_USAGE)
     target = run_dir(args.root, args.run, create=True) / f"{args.job}.params.json"
     tmp = target.with_name(target.name + ".tmp")
@@ -256,7 +260,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     for manifest in (args.root / "scratch").glob("*/*.dataset.json"):
         referenced.update(c.sha256 for c in wire.load_dataset_manifest(manifest).chunks)
     cutoff = time.time() - args.keep_hours * 3600
-    for partial in (args.root / "chunks").glob("*/.*.partial"):  # left by a process killed with SIGKILL
+    for partial in (args.root / "chunks").rglob(".*.partial"):  # left by a process killed with SIGKILL
         if partial.stat().st_mtime < time.time() - 3600:
             partial.unlink(missing_ok=True)
     removed = 0

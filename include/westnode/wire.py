@@ -197,6 +197,8 @@ def temp_path(path: Path) -> Path:
 # -- chunked, content-addressed datasets ------------------------------------------------------------
 
 CHUNK_RAW_BYTES = 4 << 20
+#: No chunk on the wire may claim more than this (a bad header must not fill a disk).
+MAX_CHUNK_BYTES = 256 << 20
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -239,7 +241,7 @@ class DatasetManifest:
         data = json.loads(text)
         manifest = cls(tuple(Manifest.from_dict(c) for c in data["chunks"]))
         for chunk in manifest.chunks:
-            if not SHA256_HEX.match(chunk.sha256):
+            if not SHA256_HEX.fullmatch(chunk.sha256):
                 raise VerificationError(f"dataset manifest names an invalid chunk digest {chunk.sha256!r}")
         for key in ("sha256", "rows", "bytes"):
             if key in data and data[key] != getattr(manifest, key):
@@ -256,7 +258,7 @@ class ChunkStore:
         self.root = Path(root)
 
     def path(self, sha256: str) -> Path:
-        if not SHA256_HEX.match(sha256):
+        if not SHA256_HEX.fullmatch(sha256):
             raise VerificationError(f"{sha256!r} is not a SHA-256 digest")
         return self.root / sha256[:2] / f"{sha256}{SUFFIX}"
 
@@ -445,7 +447,7 @@ def read_frame_header(source: IO[bytes]) -> tuple[str, int] | None:
         return None
     try:
         sha, size = line.decode("ascii").split()
-        if not SHA256_HEX.match(sha) or not size.isdigit():
+        if not SHA256_HEX.fullmatch(sha) or not size.isdigit():
             raise ValueError
     except ValueError:
         raise VerificationError(f"malformed chunk header {line[:80]!r}") from None

@@ -59,7 +59,7 @@ def get_settings() -> Settings:
     data_dir = _env_path("EASTWEST_DATA_DIR", PROJECT_ROOT / ".local" / "data")
     hubs = tuple(h.strip() for h in os.environ.get("EASTWEST_HUBS", ",".join(DEFAULT_HUBS)).split(",") if h.strip())
     for hub in hubs:
-        if not SAFE_NAME.match(hub):
+        if not SAFE_NAME.fullmatch(hub):
             raise ValueError(f"EASTWEST_HUBS: hub name {hub!r} must match {SAFE_NAME.pattern}")
     return Settings(
         data_dir=data_dir,
@@ -72,7 +72,7 @@ def get_settings() -> Settings:
 
 def check_name(kind: str, value: str) -> str:
     """Return ``value`` if it is a safe identifier for paths and remote arguments, else raise."""
-    if not isinstance(value, str) or not SAFE_NAME.match(value):
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
         raise ValueError(
             f"{kind} {value!r} is not allowed: use 1-128 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"

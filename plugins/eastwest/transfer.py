@@ -113,6 +113,10 @@ class RateLimiter:
             time.sleep(wait)
 
 
+_LIMITERS: dict[str, RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
 def plan_streams(extras: dict[str, Any]) -> int:
     """Parallel streams for a hub: set explicitly, or enough to cover twice the link's BDP."""
     if extras.get("eastwest_streams"):
@@ -135,6 +139,7 @@ class _Progress:
         self.started = time.monotonic()
         self.first_byte: float | None = None
         self.last_byte: float | None = None
+        self.last_ack: float | None = None
         self._last_log = self.started
         self._lock = threading.Lock()
 
@@ -146,9 +151,16 @@ class _Progress:
                 self.first_byte = now
             self.last_byte = now
 
+    def acknowledged(self) -> None:
+        """A stream's receiver confirmed everything it was sent (the data left the link)."""
+        with self._lock:
+            self.last_ack = time.monotonic()
+
     @property
     def send_seconds(self) -> float:
-        return (self.last_byte - self.first_byte) if self.first_byte and self.last_byte else 0.0
+        """First byte sent to the last acknowledgement from the receiver (or the last byte sent)."""
+        end = max(filter(None, (self.last_ack, self.last_byte)), default=None)
+        return (end - self.first_byte) if self.first_byte and end else 0.0
 
     def maybe_log(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -224,7 +236,14 @@ class TransferEngine:
         self.max_rounds = max_rounds
 
     def _limiter(self) -> RateLimiter | None:
-        return RateLimiter(self.rate_limit_mbps * 1e6 / 8) if self.rate_limit_mbps else None
+        """The hub's limiter, shared by every transfer to that hub in this process."""
+        if not self.rate_limit_mbps:
+            return None
+        with _LIMITERS_LOCK:
+            limiter = _LIMITERS.get(self.hub)
+            if limiter is None or limiter.rate != self.rate_limit_mbps * 1e6 / 8:
+                limiter = _LIMITERS[self.hub] = RateLimiter(self.rate_limit_mbps * 1e6 / 8)
+            return limiter
 
     def _metrics(self, direction: str, run_key: str, name: str, manifest: wire.DatasetManifest) -> TransferMetrics:
         return TransferMetrics(
@@ -273,8 +292,7 @@ class TransferEngine:
                 f"ship {name} to {self.hub}",
                 lambda batch, prog, lim, sends: self._put_round(batch, store, prog, lim, sends, control),
             )
-            if not control.get_transport().is_active():
-                raise HubError(f"hub {self.hub!r}: the connection dropped before {name} could be verified")
+        with self.control.get_managed_conn() as control:  # a fresh connection: the first may have dropped
             self.control.run_checked(
                 control, ["commit", run_key, name], stdin=manifest.to_json().encode(), what=f"verifying {name}"
             )
@@ -313,6 +331,7 @@ class TransferEngine:
 
         def worker(index: int) -> None:
             replies = bytearray()
+            channel = None
             try:
                 with self._connection(index, control) as (hook, client):
                     channel = client.get_transport().open_session()
@@ -323,20 +342,28 @@ class TransferEngine:
                             chunk = work.get_nowait()
                         except queue.Empty:
                             break
-                        channel.sendall(wire.frame_header(chunk.sha256, chunk.bytes))
+                        with lock:
+                            sends[chunk.sha256] += 1
+                        header = wire.frame_header(chunk.sha256, chunk.bytes)
+                        channel.sendall(header)
+                        progress.add(len(header))
+                        remaining = chunk.bytes
                         with open(store.path(chunk.sha256), "rb") as f:
-                            while piece := self._payload(f, chunk):
+                            while remaining:
+                                piece = self._payload(f, chunk, min(SLICE, remaining))
+                                if not piece:
+                                    raise HubError(f"local chunk {chunk.sha256[:12]} is shorter than its manifest")
                                 if limiter:
                                     limiter.acquire(len(piece))
                                 channel.sendall(piece)
                                 progress.add(len(piece))
+                                remaining -= len(piece)
                                 while channel.recv_ready():
                                     replies.extend(channel.recv(1 << 16))
-                        with lock:
-                            sends[chunk.sha256] += 1
                     channel.sendall(wire.END)
                     channel.shutdown_write()
                     code, out, err = hook.finish(channel, "put")
+                    progress.acknowledged()
                     replies.extend(out)
                     if code != 0:
                         raise HubError(f"hub {self.hub!r}: put failed (runner exit {code}): {err.strip()[-500:]}")
@@ -344,10 +371,14 @@ class TransferEngine:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")
             finally:
+                if channel is not None:
+                    channel.close()
                 for line in replies.decode("utf-8", "replace").splitlines():
                     try:
                         reply = json.loads(line)
                     except json.JSONDecodeError:
+                        continue
+                    if not isinstance(reply, dict) or not isinstance(reply.get("sha256"), str):
                         continue
                     if reply.get("ok"):
                         with lock:
@@ -356,7 +387,7 @@ class TransferEngine:
                         log.warning(
                             "%s: chunk %s failed verification on arrival; it will be sent again",
                             self.hub,
-                            reply.get("sha256", "?")[:12],
+                            reply["sha256"][:12],
                         )
 
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(self._streams_for(todo))]
@@ -364,9 +395,9 @@ class TransferEngine:
         return delivered, errors
 
     @staticmethod
-    def _payload(f: IO[bytes], chunk: wire.Manifest) -> bytes:
-        """The next slice of a chunk's bytes (a seam the fault tests use)."""
-        return f.read(SLICE)
+    def _payload(f: IO[bytes], chunk: wire.Manifest, size: int) -> bytes:
+        """The next ``size`` bytes of a chunk (a seam the fault tests use)."""
+        return f.read(size)
 
     # -- west → east -------------------------------------------------------------------------------
 
@@ -413,29 +444,41 @@ class TransferEngine:
         lock = threading.Lock()
 
         def worker(index: int, share: list[wire.Manifest]) -> None:
+            expected = {c.sha256: c.bytes for c in share}
+            channel = None
             try:
                 with self._connection(index, control) as (hook, client):
-                    channel = client.get_transport().open_session(window_size=RECEIVE_WINDOW)
+                    window = RECEIVE_WINDOW if limiter is None else CHANNEL_WINDOW
+                    channel = client.get_transport().open_session(window_size=window)
                     channel.settimeout(hook.idle_timeout)
                     channel.exec_command(hook.runner_command("get"))
-                    channel.sendall(json.dumps([c.sha256 for c in share]).encode() + b"\n")
+                    channel.sendall(json.dumps(list(expected)).encode() + b"\n")
                     channel.shutdown_write()
                     source = _LimitedReader(channel.makefile("rb"), limiter, progress)
                     while (header := wire.read_frame_header(source)) is not None:
                         sha, size = header
-                        ok = store.receive(sha, size, source)
+                        if expected.get(sha) != size:
+                            raise HubError(
+                                f"hub {self.hub!r} sent chunk {sha[:12]} ({size} bytes), which was not asked for"
+                            )
                         with lock:
                             sends[sha] += 1
-                            if ok:
+                        ok = store.receive(sha, size, source)
+                        if ok:
+                            with lock:
                                 delivered.add(sha)
-                        if not ok:
+                        else:
                             log.warning("%s: chunk %s arrived damaged; it will be fetched again", self.hub, sha[:12])
                     code, _, err = hook.finish(channel, "get")
+                    progress.acknowledged()
                     if code != 0:
                         raise HubError(f"hub {self.hub!r}: get failed (runner exit {code}): {err.strip()[-500:]}")
             except Exception as exc:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                if channel is not None:
+                    channel.close()
 
         threads = [threading.Thread(target=worker, args=(i, share), daemon=True) for i, share in enumerate(shares)]
         self._join(threads, progress)

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +77,21 @@ class WanLink:
         self.state_dir = state_dir
         self.west_python = west_python
         self._relay: subprocess.Popen | None = None
+        self._previous_sigterm: Any = signal.SIG_DFL
         self.connection: dict[str, Any] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def __enter__(self) -> WanLink:
         atexit.register(self.close)
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(
-            signal.SIGTERM,
-            lambda *_: (self.close(), signal.signal(signal.SIGTERM, previous), os.kill(os.getpid(), signal.SIGTERM)),
-        )
+        self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.close()
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
         try:
             self._build()
         except BaseException:
@@ -96,6 +101,8 @@ class WanLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+        atexit.unregister(self.close)
+        signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def _build(self) -> None:
         self.close()  # a leftover from an interrupted run
@@ -178,12 +185,17 @@ class WanLink:
                 self._relay.kill()
             self._relay = None
         # Every process in the namespace: the sshd listener, its sessions and their runners.
-        pids = _ip("netns", "pids", self.ns, check=False).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = _ip("netns", "pids", self.ns, check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), sig)
+                except (ProcessLookupError, ValueError):
+                    pass
+            for _ in range(50):
+                if not _ip("netns", "pids", self.ns, check=False).stdout.split():
+                    break
+                time.sleep(0.1)
         _ip("link", "del", self.east_if, check=False)
         _ip("netns", "del", self.ns, check=False)
         self.hub.pid_file.unlink(missing_ok=True)

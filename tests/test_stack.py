@@ -1,0 +1,217 @@
+"""The real Airflow 3 stack: api-server, scheduler, dag-processor, triggerer (and Celery workers).
+
+Runs are triggered through the REST API and a real browser (headless Debian chromium driven by
+Playwright); results are checked in the PostgreSQL warehouse. Screenshots land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TEST_HOME, fresh_pg_database
+from eastwest import pipeline, source, telemetry, warehouse
+from eastwest.stack import Stack, StackError
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = ROOT / "test-artifacts"
+CANARY = Path("/tmp/eastwest-canary")
+DAY = date(2026, 11, 24)
+MACHINES = 8
+OPEN_DIALOG = "[role=dialog][data-state=open][aria-modal=true]"
+
+
+def analyst_conf(hub: str = "west_ningxia", ids: str | None = "E0001,E0002", day: str = "2026-11-24") -> dict:
+    return {"start_date": day, "end_date": None, "hub": hub, "job": "daily_kpis", "enterprise_ids": ids}
+
+
+def analyst_rows(url: str, conf: dict) -> list[dict]:
+    plan = pipeline.analyst_plan(conf)
+    return warehouse.partition_rows(
+        url, plan.scope, date.fromisoformat(plan.start_day), date.fromisoformat(plan.end_day)
+    )
+
+
+@pytest.fixture(scope="module")
+def east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
+    for day in (DAY, date(2026, 11, 23)):
+        source.load_day(pg_url, day, telemetry.generate_day(day, MACHINES))
+    return {
+        "EASTWEST_SOURCE_URL": pg_url,
+        "EASTWEST_WAREHOUSE_URL": pg_url,
+        "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
+    }
+
+
+def start(stack: Stack) -> Stack:
+    try:
+        seconds = stack.up()
+    except BaseException:
+        stack.down()
+        raise
+    print(f"stack up in {seconds:.1f}s")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def local_stack(east):
+    with fresh_pg_database("eastwest_airflow_local") as db:
+        stack = start(
+            Stack(state_dir=TEST_HOME / "stack-local", port=28080, executor="local", db_url=db, extra_env=east)
+        )
+        try:
+            yield stack
+        finally:
+            stack.down()
+
+
+def test_rest_trigger_on_postgres_and_local_executor(local_stack, east) -> None:
+    conf = analyst_conf()
+    run_id = local_stack.trigger("east_west_analyst", conf)
+    assert local_stack.wait_for_run("east_west_analyst", run_id) == "success"
+    rows = analyst_rows(east["EASTWEST_WAREHOUSE_URL"], conf)
+    assert sorted({r["enterprise_id"] for r in rows}) == ["E0001", "E0002"]
+    assert {r["hub"] for r in rows} == {"west_ningxia"}
+
+
+def test_rest_refuses_bad_params_before_a_run_exists(local_stack) -> None:
+    before = local_stack.request("GET", "/api/v2/dags/east_west_analyst/dagRuns")["total_entries"]
+    with pytest.raises(StackError, match="400"):
+        local_stack.request(
+            "POST",
+            "/api/v2/dags/east_west_analyst/dagRuns",
+            {"logical_date": None, "conf": analyst_conf(ids=f"x; touch {CANARY}")},
+        )
+    assert local_stack.request("GET", "/api/v2/dags/east_west_analyst/dagRuns")["total_entries"] == before
+    assert not CANARY.exists()
+
+
+def test_scheduler_restart_during_a_run(local_stack, east) -> None:
+    conf = analyst_conf(hub="west_guizhou", ids=None, day="2026-11-23")
+    run_id = local_stack.trigger("east_west_analyst", conf)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the run is well under way
+        tis = local_stack.request("GET", f"/api/v2/dags/east_west_analyst/dagRuns/{run_id}/taskInstances")
+        states = {t["task_id"]: t["state"] for t in tis["task_instances"]}
+        if states.get("ship") == "success":
+            break
+        time.sleep(0.5)
+    local_stack.restart("scheduler")
+    assert local_stack.wait_for_run("east_west_analyst", run_id) == "success"
+    rows = analyst_rows(east["EASTWEST_WAREHOUSE_URL"], conf)
+    assert len(rows) == MACHINES  # every machine once: nothing duplicated
+    assert len({r["machine_id"] for r in rows}) == MACHINES
+
+
+def _browser(playwright):
+    return playwright.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
+def _login(page, stack: Stack) -> None:
+    page.goto(f"{stack.url}/", wait_until="domcontentloaded")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", stack.password)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    page.wait_for_load_state("networkidle")
+
+
+def _open_trigger_form(page, stack: Stack) -> None:
+    page.goto(f"{stack.url}/dags/east_west_analyst", wait_until="domcontentloaded")
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.locator(OPEN_DIALOG).wait_for()
+    page.locator("#element_enterprise_ids").wait_for()
+
+
+def _dialog_trigger_button(page):
+    return page.locator(OPEN_DIALOG).get_by_role("button", name="Trigger")
+
+
+def test_analyst_triggers_from_the_ui_in_a_real_browser(local_stack, east) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    CANARY.unlink(missing_ok=True)
+    runs_before = local_stack.request("GET", "/api/v2/dags/east_west_analyst/dagRuns")["total_entries"]
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        _login(page, local_stack)
+        _open_trigger_form(page, local_stack)
+        page.fill("#element_enterprise_ids", "E0003,E0004")
+        page.screenshot(path=str(ARTIFACTS / "trigger-form.png"), full_page=True)
+        _dialog_trigger_button(page).click()
+        page.locator(OPEN_DIALOG).wait_for(state="detached", timeout=30_000)
+
+        runs = local_stack.request("GET", "/api/v2/dags/east_west_analyst/dagRuns?order_by=-start_date&limit=1")
+        assert runs["total_entries"] == runs_before + 1
+        run = runs["dag_runs"][0]
+        assert run["conf"]["enterprise_ids"] == "E0003,E0004"
+        assert local_stack.wait_for_run("east_west_analyst", run["dag_run_id"]) == "success"
+        page.goto(f"{local_stack.url}/dags/east_west_analyst/runs/{run['dag_run_id']}", wait_until="domcontentloaded")
+        page.wait_for_load_state("networkidle")
+        page.get_by_text("success").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "run-success.png"), full_page=True)
+
+        # A malicious value is refused by the form itself: no run, no canary.
+        _open_trigger_form(page, local_stack)
+        page.fill("#element_enterprise_ids", f"x; touch {CANARY}")
+        page.locator("#element_enterprise_ids").blur()
+        page.wait_for_timeout(500)
+        button = _dialog_trigger_button(page)
+        if button.is_enabled():
+            button.click()
+            page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / "trigger-form-refused.png"), full_page=True)
+        browser.close()
+    assert local_stack.request("GET", "/api/v2/dags/east_west_analyst/dagRuns")["total_entries"] == runs_before + 1
+    assert not CANARY.exists()
+    rows = analyst_rows(east["EASTWEST_WAREHOUSE_URL"], analyst_conf(hub="west_guizhou", ids="E0003,E0004"))
+    assert sorted({r["enterprise_id"] for r in rows}) == ["E0003", "E0004"]
+
+
+@pytest.fixture(scope="module")
+def celery_stack(east, local_stack):
+    local_stack.down()  # two stacks do not fit two cores comfortably
+    with fresh_pg_database("eastwest_airflow_celery") as db:
+        stack = start(
+            Stack(
+                state_dir=TEST_HOME / "stack-celery",
+                port=28081,
+                executor="celery",
+                db_url=db,
+                workers=1,
+                broker_url="redis://127.0.0.1:6379/5",
+                extra_env=east,
+            )
+        )
+        try:
+            yield stack
+        finally:
+            stack.down()
+
+
+def test_rest_trigger_with_celery_executor_on_redis(celery_stack, east) -> None:
+    assert any(name.startswith("celery-worker") for name in celery_stack.running())
+    conf = analyst_conf(hub="west_guizhou", ids="E0005")
+    run_id = celery_stack.trigger("east_west_analyst", conf)
+    assert celery_stack.wait_for_run("east_west_analyst", run_id) == "success"
+    assert {r["enterprise_id"] for r in analyst_rows(east["EASTWEST_WAREHOUSE_URL"], conf)} == {"E0005"}
+    log = (TEST_HOME / "stack-celery" / "celery-worker-0.log").read_text()
+    assert "east_west_analyst" in log  # the worker, not the scheduler, ran the tasks
