@@ -76,13 +76,30 @@ demo: hubs airflow-db ## set everything up and run the nightly pipeline for DEMO
 	@$(AIRFLOW_ENV) $(PY) -m eastwest.demo --date $(DEMO_DATE) --machines $(DEMO_MACHINES); \
 	  rc=$$?; $(PY) -m eastwest.localhubs down >/dev/null; exit $$rc
 
+.PHONY: airflow airflow-down
+airflow: hubs ## start the real Airflow stack (UI + REST on :8080) and the hubs; EASTWEST_EXECUTOR=celery, EASTWEST_AIRFLOW_DB=postgresql://…
+	@set -a; . .local/hubs/connections.env; set +a; $(PY) -m eastwest.stack up
+airflow-down: ## stop the Airflow stack and the hubs
+	@if [ -x $(PY) ]; then $(PY) -m eastwest.stack down; fi
+	@$(MAKE) --no-print-directory hubs-down
+
+.PHONY: browser-deps
+browser-deps: ## Debian's chromium for the real-browser test (Playwright never downloads a browser here)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "error: chromium is missing; install it as root (Debian: apt-get install -y chromium)" >&2; exit 1; \
+	  fi; \
+	  echo "installing chromium with apt-get"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
 .PHONY: lint
 lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 .PHONY: test
-test: system-deps venv west-venv lint ## run every test (real sshd hubs, real PostgreSQL, real Airflow)
+test: system-deps browser-deps venv west-venv lint ## run every test (real sshd hubs, real PostgreSQL, real Airflow)
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: clean

@@ -101,7 +101,7 @@ class Stack:
         }
         if self.executor == "celery":
             env["AIRFLOW__CELERY__BROKER_URL"] = self.broker_url
-            env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db.replace("+psycopg2", "")
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db  # the pinned psycopg2 driver
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "4"
         env.update(self.extra_env)
         self.password  # noqa: B018  (create the passwords file before the api-server reads it)

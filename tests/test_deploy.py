@@ -1,0 +1,62 @@
+"""Deployment: the Dockerfile lints clean, and the western image's install steps work as written."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+HADOLINT = Path(sys.executable).with_name("hadolint")
+
+
+def test_dockerfile_lints_clean() -> None:
+    result = subprocess.run([str(HADOLINT), "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_has_an_east_and_a_west_target() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    targets = dict(re.findall(r"^FROM (\S+) AS (\w+)$", text, flags=re.M))
+    assert set(targets.values()) == {"east", "west"}
+    west = text.split(" AS west", 1)[1]
+    assert "apache-airflow" not in west and "requirements.txt" not in west.replace("requirements-west.txt", "")
+    assert "install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/westnode python3" in west
+
+
+@pytest.mark.integration
+def test_west_install_steps_give_a_working_runner_without_airflow(tmp_path) -> None:
+    root = tmp_path / "srv-eastwest"
+    result = subprocess.run(
+        [
+            "sh",
+            str(ROOT / "include" / "westnode" / "install.sh"),
+            str(root),
+            str(ROOT / "requirements-west.txt"),
+            str(ROOT / "include" / "westnode"),
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    python = root / "venv" / "bin" / "python"
+    jobs = subprocess.run(
+        [str(python), "-m", "westnode.runner", "--root", str(root), "jobs"],
+        env={"PYTHONPATH": str(root / "opt")},
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(jobs.stdout) == ["daily_kpis"], jobs.stderr
+    assert subprocess.run([str(python), "-c", "import airflow"], capture_output=True).returncode != 0
+    pinned = dict(
+        line.split("==") for line in (ROOT / "requirements-west.txt").read_text().splitlines() if "==" in line
+    )
+    installed = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    for name in ("polars", "pyarrow"):
+        assert f"{name}=={pinned[name]}" in installed
