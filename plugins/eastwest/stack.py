@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from eastwest.settings import PROJECT_ROOT
+from eastwest.sqlfiles import redact
 
 DEFAULT_STATE = PROJECT_ROOT / ".local" / "stack"
 DEFAULT_PORT = 8080
@@ -269,8 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             seconds = stack.up()
-            print(f"Airflow is up in {seconds:.0f}s ({stack.executor} executor, metadata DB {args.db or 'SQLite'})")
+            stack.wait_for_dag("east_west_nightly")
+            stack.request("PATCH", "/api/v2/dags/east_west_nightly", {"is_paused": False})  # runs on its schedule
+            db = redact(args.db) if args.db else "SQLite"
+            print(f"Airflow is up in {seconds:.0f}s ({stack.executor} executor, metadata DB {db})")
             print(f"  UI and REST API: {stack.url}   login: admin / {stack.password}")
+            print(
+                "  east_west_nightly is unpaused and runs at 00:30 Asia/Shanghai; trigger east_west_analyst from the UI"
+            )
             print(f"  logs: {stack.state_dir}/*.log   stop: make airflow-down")
         elif args.action == "down":
             stopped = stack.down()
