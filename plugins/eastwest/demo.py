@@ -58,7 +58,7 @@ def ensure_source_day(day: date, machines: int) -> int:
     start, end = telemetry.day_bounds_utc(day)
     with sqlfiles.engine(url).connect() as conn:
         have = conn.execute(
-            sa.text("SELECT COUNT(*) FROM readings WHERE ts >= :start AND ts < :end"),
+            sa.text(sqlfiles.render("source/count_readings_interval.sql")),
             {"start": start.strftime(source.TS_FORMAT), "end": end.strftime(source.TS_FORMAT)},
         ).scalar_one()
     if have == machines * telemetry.MINUTES:

@@ -182,6 +182,30 @@ class _Progress:
         )
 
 
+class _Round:
+    """What the streams of one round share: what arrived, what failed, the transfer's counters."""
+
+    def __init__(self, progress: _Progress, limiter: RateLimiter | None, sends: Counter) -> None:
+        self.progress = progress
+        self.limiter = limiter
+        self.sends = sends  # chunk digest → times it was started, across all rounds
+        self.delivered: set[str] = set()
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def started(self, sha256: str) -> None:
+        with self._lock:
+            self.sends[sha256] += 1
+
+    def arrived(self, sha256: str) -> None:
+        with self._lock:
+            self.delivered.add(sha256)
+
+    def failed(self, exc: Exception) -> None:
+        with self._lock:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
 class _LimitedReader:
     """A file-like reader that charges every byte read to a rate limiter and to progress."""
 
@@ -290,7 +314,7 @@ class TransferEngine:
                 todo,
                 metrics,
                 f"ship {name} to {self.hub}",
-                lambda batch, prog, lim, sends: self._put_round(batch, store, prog, lim, sends, control),
+                lambda batch, state: self._put_round(batch, store, control, state),
             )
         with self.control.get_managed_conn() as control:  # a fresh connection: the first may have dropped
             self.control.run_checked(
@@ -313,21 +337,11 @@ class TransferEngine:
         with hook.get_managed_conn() as client:
             yield hook, client
 
-    def _put_round(
-        self,
-        todo: list[wire.Manifest],
-        store: wire.ChunkStore,
-        progress: _Progress,
-        limiter: RateLimiter | None,
-        sends: Counter,
-        control: Any = None,
-    ) -> tuple[set[str], list[str]]:
+    def _put_round(self, todo: list[wire.Manifest], store: wire.ChunkStore, control: Any, state: _Round) -> None:
         work: queue.Queue = queue.Queue()
         for chunk in sorted(todo, key=lambda c: -c.bytes):
             work.put(chunk)
-        delivered: set[str] = set()
-        errors: list[str] = []
-        lock = threading.Lock()
+        progress, limiter = state.progress, state.limiter
 
         def worker(index: int) -> None:
             replies = bytearray()
@@ -342,8 +356,7 @@ class TransferEngine:
                             chunk = work.get_nowait()
                         except queue.Empty:
                             break
-                        with lock:
-                            sends[chunk.sha256] += 1
+                        state.started(chunk.sha256)
                         header = wire.frame_header(chunk.sha256, chunk.bytes)
                         channel.sendall(header)
                         progress.add(len(header))
@@ -368,8 +381,7 @@ class TransferEngine:
                     if code != 0:
                         raise HubError(f"hub {self.hub!r}: put failed (runner exit {code}): {err.strip()[-500:]}")
             except Exception as exc:  # one broken stream must not stop the others
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+                state.failed(exc)
             finally:
                 if channel is not None:
                     channel.close()
@@ -381,8 +393,7 @@ class TransferEngine:
                     if not isinstance(reply, dict) or not isinstance(reply.get("sha256"), str):
                         continue
                     if reply.get("ok"):
-                        with lock:
-                            delivered.add(reply["sha256"])
+                        state.arrived(reply["sha256"])
                     else:
                         log.warning(
                             "%s: chunk %s failed verification on arrival; it will be sent again",
@@ -392,7 +403,6 @@ class TransferEngine:
 
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(self._streams_for(todo))]
         self._join(threads, progress)
-        return delivered, errors
 
     @staticmethod
     def _payload(f: IO[bytes], chunk: wire.Manifest, size: int) -> bytes:
@@ -417,7 +427,7 @@ class TransferEngine:
                 todo,
                 metrics,
                 f"fetch {name} from {self.hub}",
-                lambda batch, prog, lim, sends: self._get_round(batch, store, prog, lim, sends, control),
+                lambda batch, state: self._get_round(batch, store, control, state),
             )
         try:
             store.verify_dataset(manifest)
@@ -426,22 +436,12 @@ class TransferEngine:
         metrics.seconds = time.monotonic() - started
         return manifest, self._finish(metrics)
 
-    def _get_round(
-        self,
-        todo: list[wire.Manifest],
-        store: wire.ChunkStore,
-        progress: _Progress,
-        limiter: RateLimiter | None,
-        sends: Counter,
-        control: Any = None,
-    ) -> tuple[set[str], list[str]]:
+    def _get_round(self, todo: list[wire.Manifest], store: wire.ChunkStore, control: Any, state: _Round) -> None:
         streams = self._streams_for(todo)
         shares: list[list[wire.Manifest]] = [[] for _ in range(streams)]
         for i, chunk in enumerate(sorted(todo, key=lambda c: -c.bytes)):
             shares[i % streams].append(chunk)
-        delivered: set[str] = set()
-        errors: list[str] = []
-        lock = threading.Lock()
+        limiter = state.limiter
 
         def worker(index: int, share: list[wire.Manifest]) -> None:
             expected = {c.sha256: c.bytes for c in share}
@@ -454,35 +454,30 @@ class TransferEngine:
                     channel.exec_command(hook.runner_command("get"))
                     channel.sendall(json.dumps(list(expected)).encode() + b"\n")
                     channel.shutdown_write()
-                    source = _LimitedReader(channel.makefile("rb"), limiter, progress)
+                    source = _LimitedReader(channel.makefile("rb"), limiter, state.progress)
                     while (header := wire.read_frame_header(source)) is not None:
                         sha, size = header
                         if expected.get(sha) != size:
                             raise HubError(
                                 f"hub {self.hub!r} sent chunk {sha[:12]} ({size} bytes), which was not asked for"
                             )
-                        with lock:
-                            sends[sha] += 1
-                        ok = store.receive(sha, size, source)
-                        if ok:
-                            with lock:
-                                delivered.add(sha)
+                        state.started(sha)
+                        if store.receive(sha, size, source):
+                            state.arrived(sha)
                         else:
                             log.warning("%s: chunk %s arrived damaged; it will be fetched again", self.hub, sha[:12])
                     code, _, err = hook.finish(channel, "get")
-                    progress.acknowledged()
+                    state.progress.acknowledged()
                     if code != 0:
                         raise HubError(f"hub {self.hub!r}: get failed (runner exit {code}): {err.strip()[-500:]}")
-            except Exception as exc:
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # one broken stream must not stop the others
+                state.failed(exc)
             finally:
                 if channel is not None:
                     channel.close()
 
         threads = [threading.Thread(target=worker, args=(i, share), daemon=True) for i, share in enumerate(shares)]
-        self._join(threads, progress)
-        return delivered, errors
+        self._join(threads, state.progress)
 
     # -- shared ------------------------------------------------------------------------------------
 
@@ -496,9 +491,11 @@ class TransferEngine:
         for attempt in range(1, self.max_rounds + 1):
             if not todo:
                 break
-            delivered, errors = round_fn(todo, progress, limiter, sends)
+            state = _Round(progress, limiter, sends)
+            round_fn(todo, state)
+            errors = state.errors
             metrics.errors.extend(errors)
-            todo = [c for c in todo if c.sha256 not in delivered]
+            todo = [c for c in todo if c.sha256 not in state.delivered]
             if todo and attempt < self.max_rounds:
                 log.warning(
                     "%s: %s chunks not delivered in round %s (%s); sending them again",
