@@ -13,8 +13,13 @@ export AIRFLOW_CONFIG ?= $(CURDIR)/airflow.cfg
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export EASTWEST_DATA_DIR ?= $(CURDIR)/.local/data
 DEMO_DATE ?= 2026-11-24
 DEMO_MACHINES ?= 700
+DAG ?= east_west_nightly
+DATE ?= $(DEMO_DATE)
+END_DATE ?= $(DATE)
+CONF ?= {}
 
 .PHONY: help
 help: ## list the targets
@@ -36,11 +41,12 @@ system-deps: ## install the Debian packages the project needs (openssh-server, p
 	@$(PYTHON_BIN) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
 	  { echo "error: Python 3.11 is required ($(PYTHON_BIN) is $$($(PYTHON_BIN) --version)); set PYTHON_BIN=/path/to/python3.11" >&2; exit 1; }
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | system-deps
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | system-deps
 	$(PYTHON_BIN) -m venv $(VENV)
 	$(VENV)/bin/pip install -q uv==0.13.9
 	$(UV) pip install -q --python $(PY) -r requirements.txt -r requirements-dev.txt
-	printf '%s\n%s\n' "$(CURDIR)/plugins" "$(CURDIR)/include" > $(SITE)/eastwest-project.pth
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	printf '%s\n' "$(CURDIR)/dev" > $(SITE)/eastwest-dev-tools.pth
 	touch $@
 
 $(WEST_VENV)/.installed: requirements-west.txt $(VENV)/.installed
@@ -60,9 +66,9 @@ requirements: ## re-pin requirements*.txt from requirements*.in with uv
 
 .PHONY: hubs hubs-down
 hubs: system-deps venv west-venv ## start the local western hubs (sshd on 127.0.0.1)
-	$(PY) -m eastwest.localhubs up
+	$(PY) -m eastwest_dev.localhubs up
 hubs-down: ## stop the local western hubs
-	@if [ -x $(PY) ]; then $(PY) -m eastwest.localhubs down; fi
+	@if [ -x $(PY) ]; then $(PY) -m eastwest_dev.localhubs down; fi
 
 AIRFLOW_ENV = AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$(AIRFLOW_HOME)/airflow.db}
 
@@ -71,16 +77,20 @@ airflow-db: venv ## create or migrate the Airflow metadata DB (SQLite under .loc
 	mkdir -p $(AIRFLOW_HOME)
 	$(AIRFLOW_ENV) $(VENV)/bin/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
 
-.PHONY: demo
+.PHONY: demo run
 demo: hubs airflow-db ## set everything up and run the nightly pipeline for DEMO_DATE (≈1M readings)
-	@$(AIRFLOW_ENV) $(PY) -m eastwest.demo --date $(DEMO_DATE) --machines $(DEMO_MACHINES); \
-	  rc=$$?; $(PY) -m eastwest.localhubs down >/dev/null; exit $$rc
+	@$(AIRFLOW_ENV) $(PY) -m eastwest_dev.demo --dag east_west_nightly --date $(DEMO_DATE) --machines $(DEMO_MACHINES); \
+	  rc=$$?; $(PY) -m eastwest_dev.localhubs down >/dev/null; exit $$rc
+
+run: hubs airflow-db ## run any DAG locally: make run DAG=east_west_orders DATE=2026-11-24 [END_DATE=…] [CONF='{…}']
+	@$(AIRFLOW_ENV) $(PY) -m eastwest_dev.demo --dag $(DAG) --date $(DATE) --end-date $(END_DATE) \
+	  --machines $(DEMO_MACHINES) --conf '$(CONF)'; rc=$$?; $(PY) -m eastwest_dev.localhubs down >/dev/null; exit $$rc
 
 .PHONY: airflow airflow-down
 airflow: hubs ## start the real Airflow stack (UI + REST on :8080) and the hubs; EASTWEST_EXECUTOR=celery, EASTWEST_AIRFLOW_DB=postgresql://…
-	@set -a; . .local/hubs/connections.env; set +a; $(PY) -m eastwest.stack up
+	@set -a; . .local/hubs/connections.env; set +a; $(PY) -m eastwest_dev.stack up
 airflow-down: ## stop the Airflow stack and the hubs
-	@if [ -x $(PY) ]; then $(PY) -m eastwest.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m eastwest_dev.stack down; fi
 	@$(MAKE) --no-print-directory hubs-down
 
 .PHONY: browser-deps
@@ -94,9 +104,10 @@ browser-deps: ## Debian's chromium for the real-browser test (Playwright never d
 	fi
 
 .PHONY: lint
-lint: venv ## ruff check and format check
+lint: venv ## ruff check and format check, mypy on the library
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 .PHONY: test
 test: system-deps browser-deps venv west-venv lint ## run every test (real sshd hubs, real PostgreSQL, real Airflow)

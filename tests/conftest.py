@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "include"))  # the project's jobs package, for golden-frame tests
 TEST_HOME = ROOT / ".local" / "test"
 shutil.rmtree(TEST_HOME, ignore_errors=True)
 TEST_HOME.mkdir(parents=True)
@@ -61,7 +62,7 @@ PG_TEST_DB = "eastwest_test"
 @pytest.fixture(scope="session")
 def hubs():
     """Start two real sshd hubs on 127.0.0.1 (ports 22201+) and register them as connections."""
-    from eastwest import localhubs
+    from eastwest_dev import localhubs
 
     state = TEST_HOME / "hubs"
     connections = localhubs.up(state, HUB_PORT_BASE, str(WEST_PYTHON))
@@ -105,6 +106,27 @@ def pg_url():
     """A fresh PostgreSQL database for the session (east source and warehouse), dropped at the end."""
     with fresh_pg_database(PG_TEST_DB) as url:
         yield url
+
+
+def pg_connection(url: str) -> str:
+    """An Airflow connection (JSON) for a PostgreSQL URL of this machine."""
+    rest = url.split("://", 1)[1]
+    user, hostpart = rest.split("@", 1)
+    host, db = hostpart.split("/", 1)
+    name, port = host.split(":")
+    return json.dumps({"conn_type": "postgres", "host": name, "port": int(port), "login": user, "schema": db})
+
+
+@contextmanager
+def east_on_postgres(url: str) -> Iterator[None]:
+    """Point the east_source and east_warehouse connections at PostgreSQL ``url`` for the block."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIRFLOW_CONN_EAST_SOURCE", pg_connection(url))
+    mp.setenv("AIRFLOW_CONN_EAST_WAREHOUSE", pg_connection(url))
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 @pytest.fixture

@@ -1,0 +1,264 @@
+"""Declare a workload: its inputs, its job, its expectation suite and its target.
+
+These typed objects are the whole user-facing API (with :func:`eastwest.airflow.east_west_dag`,
+which turns one into a DAG). Each checks itself when the DAG file is parsed, so a wrong declaration
+shows as an import error in the Airflow UI naming the field, never as a failure at 2 a.m. on a hub::
+
+    Workload(
+        job="energy_per_unit",
+        inputs=(
+            SqlInput("readings", sql="source/extract_readings.sql", time_column="ts"),
+            LandingFiles("orders", glob="landing/orders/{{ ds }}/*.csv"),
+        ),
+        target=Target("energy_per_unit", keys=("day", "enterprise_id", "product"), partition_column="day"),
+    )
+
+Nothing here imports Airflow or a heavy library.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eastwest.settings import LOCAL_TZ, Project
+from eastwest.west import jobs
+from eastwest.west.protocol import is_safe_name
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Columns the warehouse adds to every target table.
+RESERVED_COLUMNS = ("scope", "hub")
+CSV_TYPES = ("string", "int64", "float64", "bool", "date", "timestamp")
+
+
+class WorkloadError(ValueError):
+    """A declaration that cannot work; the message names the field and what to do."""
+
+
+def _identifier(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise WorkloadError(f"{what} {value!r} must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)")
+    return value
+
+
+def _name(what: str, value: Any) -> str:
+    if not is_safe_name(value):
+        raise WorkloadError(f"{what} {value!r} must be 1-128 letters, digits, '_', '.' or '-'")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class SqlInput:
+    """A query kept in ``sql/``, run on an Airflow connection and streamed as Arrow batches.
+
+    :param name: the dataset name; the job's ``transform`` receives it as this keyword.
+    :param sql: the query's file under the project's ``sql/`` folder. An interval-partitioned
+        input filters its time column with the binds ``:start`` and ``:end`` (naive UTC, end
+        exclusive); other job parameters are bound by name where the query names them.
+    :param conn_id: the Airflow connection of the database (``east_source`` falls back to the
+        embedded SQLite database when no such connection exists).
+    :param time_column: the column that partitions the input by time; ``None`` for a full snapshot.
+    """
+
+    name: str
+    sql: str
+    conn_id: str = "east_source"
+    time_column: str | None = None
+
+    def __post_init__(self) -> None:
+        _name("SqlInput name", self.name)
+        _name(f"SqlInput {self.name!r}: conn_id", self.conn_id)
+        if self.time_column is not None:
+            _identifier(f"SqlInput {self.name!r}: time_column", self.time_column)
+        if not isinstance(self.sql, str) or not self.sql.endswith(".sql") or ".." in Path(self.sql).parts:
+            raise WorkloadError(f"SqlInput {self.name!r}: sql must name a .sql file under sql/, got {self.sql!r}")
+
+    @property
+    def interval(self) -> bool:
+        return self.time_column is not None
+
+    def check(self, project: Project) -> None:
+        path = project.sql_dir / self.sql
+        if not path.is_file():
+            raise WorkloadError(f"SqlInput {self.name!r}: sql file {path} does not exist")
+        text = path.read_text()
+        if self.interval and not (re.search(r":start\b", text) and re.search(r":end\b", text)):
+            raise WorkloadError(
+                f"SqlInput {self.name!r}: {self.sql} must filter {self.time_column} with the binds :start and :end "
+                "(or declare the input as a snapshot with time_column=None)"
+            )
+
+
+@dataclass(frozen=True)
+class LandingFiles:
+    """Parquet or CSV files that enterprises drop into a landing folder.
+
+    :param name: the dataset name.
+    :param glob: where the files are, relative to the data directory (or absolute), with ``{{ ds }}``
+        standing for each local day of the run, e.g. ``landing/orders/{{ ds }}/*.csv``.
+    :param columns: CSV column types (``string``, ``int64``, ``float64``, ``bool``, ``date``,
+        ``timestamp``); columns not listed are inferred. Ignored for Parquet, whose files carry a schema.
+    :param format: ``csv`` or ``parquet``; by default from the glob's suffix.
+    """
+
+    name: str
+    glob: str
+    columns: Mapping[str, str] = field(default_factory=dict)
+    format: str | None = None
+
+    def __post_init__(self) -> None:
+        _name("LandingFiles name", self.name)
+        if not isinstance(self.glob, str) or ".." in Path(self.glob).parts:
+            raise WorkloadError(f"LandingFiles {self.name!r}: glob must be a path pattern without '..'")
+        fmt = self.format or Path(self.glob).suffix.lstrip(".").lower()
+        if fmt not in ("csv", "parquet"):
+            raise WorkloadError(
+                f"LandingFiles {self.name!r}: format must be 'csv' or 'parquet' (or a glob ending in .csv/.parquet)"
+            )
+        object.__setattr__(self, "format", fmt)
+        for column, kind in dict(self.columns).items():
+            _identifier(f"LandingFiles {self.name!r}: column", column)
+            if kind not in CSV_TYPES:
+                raise WorkloadError(
+                    f"LandingFiles {self.name!r}: column {column} has type {kind!r}; use one of {', '.join(CSV_TYPES)}"
+                )
+
+    @property
+    def interval(self) -> bool:
+        return "{{ ds }}" in self.glob
+
+    def check(self, project: Project) -> None:
+        if "{{" in self.glob.replace("{{ ds }}", ""):
+            raise WorkloadError(f"LandingFiles {self.name!r}: the only placeholder a glob may use is {{{{ ds }}}}")
+
+
+Input = SqlInput | LandingFiles
+
+
+@dataclass(frozen=True)
+class Target:
+    """The warehouse table a workload publishes to.
+
+    :param table: the table, created from the result's Arrow schema when missing.
+    :param keys: the result's key columns (the table's primary key, after ``scope``).
+    :param partition_column: the date column a run's interval replaces; ``None`` for a snapshot
+        workload, whose target is replaced whole (per scope).
+    :param conn_id: the Airflow connection of the warehouse (``east_warehouse`` falls back to the
+        embedded SQLite database).
+    """
+
+    table: str
+    keys: tuple[str, ...]
+    partition_column: str | None = None
+    conn_id: str = "east_warehouse"
+
+    def __post_init__(self) -> None:
+        _identifier("Target table", self.table)
+        _name(f"Target {self.table!r}: conn_id", self.conn_id)
+        if isinstance(self.keys, str) or not self.keys:
+            raise WorkloadError(f"Target {self.table!r}: keys must name at least one key column, e.g. keys=('day',)")
+        object.__setattr__(self, "keys", tuple(self.keys))
+        for key in self.keys:
+            _identifier(f"Target {self.table!r}: key column", key)
+            if key in RESERVED_COLUMNS:
+                raise WorkloadError(f"Target {self.table!r}: {key!r} is added by the warehouse; rename the column")
+        if self.partition_column is not None:
+            _identifier(f"Target {self.table!r}: partition_column", self.partition_column)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One verified east → west → east pipeline: inputs, job, parameters, suite and target.
+
+    :param job: the job module's name in the project's ``include/jobs/``.
+    :param inputs: one input per dataset the job reads.
+    :param target: where the validated result is published.
+    :param suite: the expectation suite's file in ``include/expectations/`` (default ``<job>.json``).
+    :param params: fixed job parameters; the job receives only parameters it declares.
+    :param form: job parameters an analyst sets in the trigger form (unscheduled DAGs).
+    :param tz: the time zone of the business day (the run's local days and ``{{ ds }}``).
+    """
+
+    job: str
+    inputs: tuple[Input, ...]
+    target: Target
+    suite: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    form: tuple[str, ...] = ()
+    tz: str = LOCAL_TZ
+
+    def __post_init__(self) -> None:
+        _name("Workload job", self.job)
+        if isinstance(self.inputs, SqlInput | LandingFiles):
+            object.__setattr__(self, "inputs", (self.inputs,))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "form", tuple(self.form))
+        object.__setattr__(self, "params", dict(self.params))
+        if not self.inputs or not all(isinstance(i, SqlInput | LandingFiles) for i in self.inputs):
+            raise WorkloadError("Workload inputs must be one or more SqlInput or LandingFiles")
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise WorkloadError(f"Workload inputs: names must be unique, got {', '.join(names)}")
+        if not isinstance(self.target, Target):
+            raise WorkloadError("Workload target must be a Target(...)")
+        import zoneinfo
+
+        if self.tz not in zoneinfo.available_timezones():
+            raise WorkloadError(f"Workload tz {self.tz!r} is not a time zone of the tz database")
+        if self.suite is None:
+            object.__setattr__(self, "suite", f"{self.job}.json")
+
+    @property
+    def interval(self) -> bool:
+        """Whether runs cover a data interval (any input partitioned by time) or take a full snapshot."""
+        return any(i.interval for i in self.inputs)
+
+    def check(self, project: Project) -> jobs.JobSpec:
+        """Check the declaration against the project's files; return the job's spec. Raises :class:`WorkloadError`."""
+        try:
+            spec = jobs.read_spec(project.jobs_dir, self.job)
+        except jobs.JobError as exc:
+            raise WorkloadError(f"Workload job: {exc}") from exc
+        declared, given = set(spec.inputs), [i.name for i in self.inputs]
+        for name in given:
+            if name not in declared:
+                raise WorkloadError(
+                    f"Workload inputs: the job {self.job} does not declare an input named {name!r}; "
+                    f"its INPUTS are {', '.join(spec.inputs)}"
+                )
+        missing = [n for n in spec.inputs if n not in given]
+        if missing:
+            raise WorkloadError(
+                f"Workload inputs: the job {self.job} reads {', '.join(missing)}, which no input provides"
+            )
+        try:
+            jobs.check_params(spec, self.params, fill_defaults=False)
+        except jobs.JobError as exc:
+            raise WorkloadError(f"Workload params: {exc}") from exc
+        for name in self.form:
+            if name not in spec.params:
+                raise WorkloadError(
+                    f"Workload form: the job {self.job} has no parameter {name!r}; it takes {', '.join(spec.params)}"
+                )
+            if name in self.params:
+                raise WorkloadError(f"Workload form: {name!r} is fixed in params; it cannot also be a form field")
+        for item in self.inputs:
+            item.check(project)
+        suite = project.suites_dir / str(self.suite)
+        if not suite.is_file():
+            raise WorkloadError(f"Workload suite: expectation suite {suite} does not exist")
+        if self.interval and self.target.partition_column is None:
+            raise WorkloadError(
+                f"Target {self.target.table!r}: partition_column is required because inputs are partitioned by time"
+            )
+        if not self.interval and self.target.partition_column is not None:
+            raise WorkloadError(
+                f"Target {self.target.table!r}: a snapshot workload replaces its target whole; drop partition_column"
+            )
+        return spec
+
+    def connection_ids(self) -> list[str]:
+        return sorted({i.conn_id for i in self.inputs if isinstance(i, SqlInput)} | {self.target.conn_id})

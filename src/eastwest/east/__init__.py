@@ -1,0 +1,1 @@
+"""The east side: sources, warehouse, validation, and a run's plan, steps and report."""

@@ -1,0 +1,83 @@
+"""Database URLs from Airflow connections, with the embedded SQLite defaults.
+
+Sources and warehouses are Airflow connections, like the hubs. ``east_source`` and
+``east_warehouse`` fall back to SQLite files in the data directory when no connection of that id
+exists, so a fresh clone runs with zero set-up. URLs are ``sqlite:///<path>`` or
+``postgresql://user[:password]@host:port/db``; :func:`redact` hides passwords in logs.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+from urllib.parse import quote
+
+from eastwest.settings import get_settings
+
+
+class ConnectionNotFound(LookupError):
+    """An Airflow connection id that is not defined (and is not an embedded default)."""
+
+
+def _airflow_connection(conn_id: str) -> Any | None:
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # pragma: no cover - only without Airflow
+        return None
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException, or no metadata access at all
+        if type(exc).__name__ in ("AirflowNotFoundException", "ConnectionNotFound") or "isn't defined" in str(exc):
+            return None
+        raise
+
+
+def url_of(conn: Any) -> str:
+    """The URL of an Airflow connection of type sqlite or postgres."""
+    kind = (conn.conn_type or "").lower()
+    if kind == "sqlite":
+        path = conn.host or conn.schema
+        if not path:
+            raise ValueError(f"connection {conn.conn_id!r}: a sqlite connection needs the database path as its host")
+        return f"sqlite:///{path}"
+    if kind in ("postgres", "postgresql"):
+        auth = quote(conn.login or "", safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        host = f"{conn.host or '127.0.0.1'}:{conn.port or 5432}"
+        return f"postgresql://{auth + '@' if auth else ''}{host}/{conn.schema or 'postgres'}"
+    raise ValueError(f"connection {conn.conn_id!r} has type {kind!r}; sources and warehouses are sqlite or postgres")
+
+
+def database_url(conn_id: str) -> str:
+    """The database URL of ``conn_id``; raises :class:`ConnectionNotFound` with what to do."""
+    conn = _airflow_connection(conn_id)
+    if conn is not None:
+        return url_of(conn)
+    embedded = get_settings().embedded_url(conn_id)
+    if embedded:
+        return embedded
+    raise ConnectionNotFound(
+        f"Airflow connection {conn_id!r} is not defined; add it (Admin → Connections, or the environment "
+        f"variable AIRFLOW_CONN_{conn_id.upper()}) as a sqlite or postgres connection"
+    )
+
+
+@cache
+def exists(conn_id: str) -> bool:
+    """Whether ``conn_id`` resolves (checked once per process when a DAG file is parsed)."""
+    try:
+        database_url(conn_id)
+    except ConnectionNotFound:
+        return False
+    return True
+
+
+def redact(url: str) -> str:
+    """A URL safe for logs: any password replaced."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"

@@ -1,0 +1,172 @@
+"""Read a run's inputs as Arrow record batches: SQL queries on a database, or landing files.
+
+Both kinds stream: a query is read batch by batch from the ADBC driver, a landing file batch by
+batch from its CSV or Parquet reader, so memory holds one batch whatever the interval. The input's
+schema is the source's own (the driver's Arrow schema, or the files'); the time column of a
+SQLite source, which SQLite keeps as text, becomes ``timestamp[us]``.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from eastwest.config import LandingFiles, SqlInput
+from eastwest.east import arrowdb, sql
+from eastwest.east.connections import database_url
+from eastwest.east.plan import Plan
+from eastwest.settings import Project, Settings
+
+
+class InputError(ValueError):
+    """An input that cannot be read as declared: no files, a malformed file, a wrong schema."""
+
+
+def sql_batches(item: SqlInput, plan: Plan, project: Project) -> Iterator[Any]:
+    """Stream an SQL input's rows for the plan's interval (or all of them for a snapshot)."""
+    url = database_url(item.conn_id)
+    import jinja2
+
+    shape = {name: bool(value) for name, value in plan.params.items()}
+    try:
+        text = sql.render_file(project.sql_dir / item.sql, **shape)
+    except jinja2.TemplateError as exc:
+        raise InputError(f"input {item.name}: sql/{item.sql} does not render: {exc}") from exc
+    binds: dict[str, Any] = dict(plan.params)
+    if item.interval:
+        assert plan.start is not None and plan.end is not None
+        binds.update(start=datetime.fromisoformat(plan.start), end=datetime.fromisoformat(plan.end))
+    for batch in arrowdb.read_batches(url, text, binds):
+        yield _normalise_time(batch, item.time_column)
+
+
+def _normalise_time(batch: Any, column: str | None) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column is None:
+        return batch
+    index = batch.schema.get_field_index(column)
+    if index < 0:
+        raise InputError(f"the query returns no column {column!r} (its time_column)")
+    values = batch.column(index)
+    if pa.types.is_timestamp(values.type):
+        return batch
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        raise InputError(f"time column {column} has type {values.type}; expected a timestamp")
+    try:
+        cast = pc.cast(values, pa.timestamp("us"))
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"time column {column} holds a value that is not an ISO timestamp: {exc}") from exc
+    field = pa.field(column, pa.timestamp("us"), batch.schema.field(index).nullable)
+    return batch.set_column(index, field, cast)
+
+
+def landing_paths(item: LandingFiles, plan: Plan, settings: Settings) -> list[Path]:
+    """The files of a landing input for the plan's days, sorted; raise naming the folder if there are none."""
+    days = [d.isoformat() for d in plan.days] if item.interval else [None]
+    found: list[Path] = []
+    for ds in days:
+        pattern = item.glob.replace("{{ ds }}", ds) if ds else item.glob
+        full = Path(pattern) if Path(pattern).is_absolute() else settings.data_dir / pattern
+        matches = sorted(Path(p) for p in globlib.glob(str(full)) if not Path(p).name.startswith("."))
+        if not matches:
+            raise InputError(
+                f"input {item.name}: no landing files match {full} for {ds or 'the snapshot'}; "
+                f"the folder {full.parent} {'is empty' if full.parent.is_dir() else 'does not exist'}"
+            )
+        found.extend(matches)
+    return found
+
+
+def _csv_options(item: LandingFiles, schema: Any | None) -> tuple[Any, Any, Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+    }
+    column_types = {name: types[kind] for name, kind in dict(item.columns).items()}
+    if schema is not None:  # later files are read with the first file's types
+        column_types = {f.name: f.type for f in schema}
+    convert = pacsv.ConvertOptions(
+        column_types=column_types,
+        strings_can_be_null=False,
+        timestamp_parsers=["%Y-%m-%d %H:%M:%S", pacsv.ISO8601],
+    )
+    return pacsv.ReadOptions(block_size=4 << 20), pacsv.ParseOptions(), convert
+
+
+def _csv_batches(path: Path, item: LandingFiles, schema: Any | None) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    read, parse, convert = _csv_options(item, schema)
+    try:
+        reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        yield from reader
+    except pa.ArrowInvalid as exc:
+        message = str(exc).replace("CSV conversion error", "cannot convert").splitlines()[0]
+        raise InputError(f"input {item.name}: {path}: {message} (counting the header as row 0)") from None
+
+
+def landing_batches(item: LandingFiles, plan: Plan, settings: Settings) -> Iterator[Any]:
+    """Stream every landing file of the plan's days; all files must have the first file's schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = None
+    for path in landing_paths(item, plan, settings):
+        if item.format == "parquet":
+            try:
+                batches: Iterator[Any] = pq.ParquetFile(path).iter_batches(batch_size=65_536)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"input {item.name}: {path} is not a readable Parquet file: {exc}") from None
+        else:
+            batches = _csv_batches(path, item, schema)
+        for batch in batches:
+            if schema is None:
+                schema = batch.schema
+            elif not batch.schema.equals(schema):
+                raise InputError(
+                    f"input {item.name}: {path} has columns {schema_text(batch.schema)}, "
+                    f"the first file had {schema_text(schema)}"
+                )
+            yield batch
+
+
+def batches(item: SqlInput | LandingFiles, plan: Plan, project: Project, settings: Settings) -> Iterator[Any]:
+    if isinstance(item, SqlInput):
+        return sql_batches(item, plan, project)
+    return landing_batches(item, plan, settings)
+
+
+def schema_text(schema: Any) -> str:
+    return ", ".join(f"{f.name} {f.type}" for f in schema)
+
+
+def schema_json(schema: Any) -> str:
+    """A stable description of an input's schema (names and Arrow types) for the schema record."""
+    return json.dumps([[f.name, str(f.type)] for f in schema])
+
+
+def schema_changes(recorded: str, current: str) -> list[str]:
+    """What changed between two :func:`schema_json` descriptions, in words."""
+    before, after = dict(json.loads(recorded)), dict(json.loads(current))
+    changes = [f"new column {n} ({t})" for n, t in after.items() if n not in before]
+    changes += [f"column {n} ({t}) is gone" for n, t in before.items() if n not in after]
+    changes += [
+        f"column {n} changed from {before[n]} to {t}" for n, t in after.items() if n in before and before[n] != t
+    ]
+    if not changes and list(before) != list(after):
+        changes.append("the columns are in another order")
+    return changes

@@ -1,0 +1,282 @@
+"""The steps of an east → west → east run, as plain functions of a run context and a plan.
+
+Tasks in :mod:`eastwest.airflow.dag` are thin wrappers around these functions, so every step is
+testable without a scheduler. Each step is idempotent for its plan: files are written under a
+temporary name and renamed into place, the warehouse partition is replaced in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from eastwest.config import Workload
+from eastwest.east import sources
+from eastwest.east.plan import Plan
+from eastwest.settings import Project, Settings, get_settings
+from eastwest.west import bundle, jobs, wire
+from eastwest.west.protocol import BUNDLE_DATASET
+
+log = logging.getLogger(__name__)
+
+
+class ValidationFailed(Exception):
+    """The result broke its expectation suite; it was quarantined and nothing was published."""
+
+
+class InputChanged(Exception):
+    """An input's schema differs from the one last published; nothing was published."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of a DAG's runs shares: the workload, the project's files and the settings."""
+
+    dag_id: str
+    workload: Workload
+    project: Project
+    settings: Settings
+
+    @classmethod
+    def create(cls, dag_id: str, workload: Workload, project: Project) -> RunContext:
+        return cls(dag_id=dag_id, workload=workload, project=project, settings=get_settings())
+
+    @cached_property
+    def spec(self) -> jobs.JobSpec:
+        return jobs.read_spec(self.project.jobs_dir, self.workload.job)
+
+    @property
+    def suite(self) -> Path:
+        return self.project.suites_dir / str(self.workload.suite)
+
+    # -- the run's files ---------------------------------------------------------------------------
+
+    def staging_dir(self, plan: Plan) -> Path:
+        return self.settings.staging_dir / plan.run_key
+
+    def store(self, plan: Plan) -> wire.ChunkStore:
+        """The run's east-side chunk store (inputs extracted here, results fetched here)."""
+        return wire.ChunkStore(self.staging_dir(plan) / "chunks")
+
+    def manifest_path(self, plan: Plan, name: str) -> Path:
+        return self.staging_dir(plan) / f"{name}.dataset.json"
+
+    def report_dir(self, plan: Plan) -> Path:
+        return self.settings.reports_dir / plan.run_key
+
+    def quarantine_dir(self, plan: Plan) -> Path:
+        return self.settings.quarantine_dir / plan.run_key
+
+
+# -- east: extract -----------------------------------------------------------------------------------
+
+
+def extract(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Stream every input into compressed Arrow chunks, batch by batch; refuse a changed schema."""
+    from eastwest.east import warehouse
+    from eastwest.east.connections import database_url
+
+    store = ctx.store(plan)
+    out: dict[str, Any] = {"inputs": {}}
+    schemas: dict[str, str] = {}
+    for item in ctx.workload.inputs:
+        started = time.monotonic()
+        batches = sources.batches(item, plan, ctx.project, ctx.settings)
+        first = next(batches, None)
+        if first is None:
+            raise sources.InputError(
+                f"input {item.name} has no rows for {plan.describe()}; nothing to compute "
+                f"({'load the day first' if plan.interval else 'the source is empty'})"
+            )
+        text = sources.schema_json(first.schema)
+        recorded = warehouse.recorded_schema(database_url(ctx.workload.target.conn_id), ctx.dag_id, item.name)
+        if recorded is not None and recorded != text:
+            raise InputChanged(
+                f"the schema of input {item.name} changed since it was last published: "
+                f"{'; '.join(sources.schema_changes(recorded, text))}. Nothing was published. If the change is "
+                f"intended, adapt the job {ctx.workload.job} and its suite, then accept the new schema with "
+                f"`python -m eastwest.east.schemas accept {ctx.dag_id} {item.name}`"
+            )
+        schemas[item.name] = text
+
+        def chained(first: Any = first, rest: Any = batches) -> Any:
+            yield first
+            yield from rest
+
+        manifest = wire.write_chunks(chained(), first.schema, store)
+        seconds = time.monotonic() - started
+        wire.save_dataset_manifest(ctx.manifest_path(plan, item.name), manifest)
+        log.info(
+            "extracted %s: %s rows, %.2f MB raw → %.2f MB zstd Arrow in %s chunks (%.1fx) in %.2fs (%.0f rows/s)",
+            item.name,
+            manifest.rows,
+            manifest.raw_bytes / 1e6,
+            manifest.bytes / 1e6,
+            len(manifest.chunks),
+            manifest.raw_bytes / max(manifest.bytes, 1),
+            seconds,
+            manifest.rows / max(seconds, 1e-9),
+        )
+        out["inputs"][item.name] = {**manifest.summary(), "seconds": round(seconds, 3)}
+    (ctx.staging_dir(plan) / "schemas.json").write_text(json.dumps(schemas))
+    out["rows"] = sum(i["rows"] for i in out["inputs"].values())
+    out["raw_bytes"] = sum(i["raw_bytes"] for i in out["inputs"].values())
+    out["bytes"] = sum(i["bytes"] for i in out["inputs"].values())
+    out["seconds"] = round(sum(i["seconds"] for i in out["inputs"].values()), 3)
+    return out
+
+
+# -- hub: ship, fetch ---------------------------------------------------------------------------------
+
+
+def build_bundle(ctx: RunContext, plan: Plan) -> tuple[str, wire.DatasetManifest]:
+    """Write the job bundle (runner + the project's jobs) into the run's store; return its digest."""
+    files = bundle.collect(ctx.project.jobs_dir)
+    digest = bundle.digest_of(bundle.describe(files))
+    table = bundle.to_table(files)
+    manifest = wire.write_chunks(table.to_batches(), table.schema, ctx.store(plan), target_raw_bytes=64 << 20)
+    return digest, manifest
+
+
+def ship(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Send the job bundle and the inputs' chunks the hub lacks; the hub verifies each before naming it."""
+    from eastwest.hub.hook import WestHubHook
+    from eastwest.hub.transfer import TransferEngine
+
+    engine = TransferEngine(plan.hub)
+    digest, bundle_manifest = build_bundle(ctx, plan)
+    engine.push(plan.run_key, BUNDLE_DATASET, ctx.store(plan), bundle_manifest)
+    WestHubHook(plan.hub).install_bundle(plan.run_key, digest)
+    log.info(
+        "job bundle %s (runner and the jobs of %s) is installed on %s", digest[:12], ctx.project.jobs_dir, plan.hub
+    )
+    transfers = []
+    for item in ctx.workload.inputs:
+        manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, item.name))
+        transfers.append(engine.push(plan.run_key, item.name, ctx.store(plan), manifest).to_dict())
+    total = _combine(transfers)
+    return {**total, "bundle": digest, "transfers": transfers}
+
+
+def _combine(transfers: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("rows", "raw_bytes", "dataset_bytes", "wire_bytes", "seconds", "send_seconds", "chunks", "chunks_skipped")
+    total: dict[str, Any] = {k: sum(t[k] for t in transfers) for k in keys}
+    total["chunks_resent"] = sum(t["chunks_resent"] for t in transfers)
+    total["streams"] = max((t["streams"] for t in transfers), default=0)
+    seconds = total["seconds"] or 0
+    total["wire_mb_per_s"] = round(total["wire_bytes"] / 1e6 / seconds, 2) if seconds else 0.0
+    total["logical_mb_per_s"] = round(total["raw_bytes"] / 1e6 / seconds, 2) if seconds else 0.0
+    total["seconds"] = round(seconds, 3)
+    return total
+
+
+def fetch(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Bring the job's result back east, verified chunk by chunk and as a whole."""
+    from eastwest.hub.hook import WestHubHook
+    from eastwest.hub.transfer import TransferEngine
+
+    manifest, metrics = TransferEngine(plan.hub).pull(plan.run_key, plan.job, ctx.store(plan))
+    wire.save_dataset_manifest(ctx.manifest_path(plan, plan.job), manifest)
+    job = WestHubHook(plan.hub).job_metrics(plan.run_key, plan.job)
+    return {**metrics.to_dict(), "compute_seconds": job.get("compute_seconds")}
+
+
+# -- east: validate, publish ---------------------------------------------------------------------------
+
+
+def read_result(ctx: RunContext, plan: Plan) -> tuple[wire.DatasetManifest, Any]:
+    import pyarrow as pa
+
+    manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, plan.job))
+    batches = list(ctx.store(plan).batches(manifest))
+    if not batches:
+        raise wire.VerificationError(f"{plan.job} returned no data at all (not even a schema)")
+    table = pa.Table.from_batches(batches)
+    if table.num_rows != manifest.rows:
+        raise wire.VerificationError(f"{plan.job} has {table.num_rows} rows, its manifest says {manifest.rows}")
+    return manifest, table
+
+
+def validate(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Run the workload's expectation suite; on failure quarantine the result and raise ``ValidationFailed``."""
+    from eastwest.east import validation
+
+    out_dir = ctx.report_dir(plan)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = out_dir / "validation.json"
+    record.unlink(missing_ok=True)  # publish needs a pass for exactly this result
+    manifest, table = read_result(ctx, plan)
+    outcome = validation.validate(table.to_pandas(), ctx.suite)
+    if outcome.success:
+        validated = {"result_sha256": manifest.sha256, "gx": outcome.result}
+        tmp = wire.temp_path(record)
+        tmp.write_text(json.dumps(validated, indent=1, default=str))
+        tmp.replace(record)
+        log.info("validation %s", outcome.describe())
+        return {"success": True, "evaluated": outcome.evaluated, "failed": [], "report": str(record)}
+
+    quarantine = ctx.quarantine_dir(plan)
+    if quarantine.exists():
+        shutil.rmtree(quarantine)
+    quarantine.mkdir(parents=True)
+    with open(quarantine / f"{plan.job}{wire.SUFFIX}", "wb") as f:  # one file a person can open
+        wire.write_stream(table.to_batches(), table.schema, f)
+    (quarantine / f"{plan.job}.dataset.json").write_text(manifest.to_json())
+    (quarantine / "validation.json").write_text(json.dumps(outcome.result, indent=1, default=str))
+    (quarantine / "plan.json").write_text(json.dumps(plan.to_dict(), indent=1))
+    raise ValidationFailed(
+        f"validation of {plan.job} for {plan.describe()} {outcome.describe()}. Nothing was published; the "
+        f"result and the Great Expectations report are in {quarantine}"
+    )
+
+
+def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Replace the plan's partition of the target with the validated result, in one transaction."""
+    from eastwest.east import warehouse
+    from eastwest.east.connections import database_url, redact
+
+    record = ctx.report_dir(plan) / "validation.json"
+    validated = json.loads(record.read_text()).get("result_sha256") if record.exists() else None
+    manifest, table = read_result(ctx, plan)
+    if validated != manifest.sha256:
+        raise RuntimeError(f"refusing to publish {plan.run_key}: this result has not passed validation")
+    schemas_file = ctx.staging_dir(plan) / "schemas.json"
+    schemas = json.loads(schemas_file.read_text()) if schemas_file.exists() else {}
+    partition = warehouse.Partition(
+        scope=plan.scope,
+        start_day=date.fromisoformat(plan.start_day) if plan.start_day else None,
+        end_day=date.fromisoformat(plan.end_day) if plan.end_day else None,
+    )
+    url = database_url(ctx.workload.target.conn_id)
+    started = time.monotonic()
+    outcome = warehouse.publish(
+        url, ctx.workload.target, partition, table, plan.hub, schema_records=schemas, dag_id=ctx.dag_id
+    )
+    seconds = time.monotonic() - started
+    log.info(
+        "published %s rows to %s in %s in %.2fs: %s",
+        table.num_rows,
+        ctx.workload.target.table,
+        redact(url),
+        seconds,
+        outcome.describe(),
+    )
+    return {**asdict(outcome), "changed": outcome.changed, "message": outcome.describe(), "seconds": round(seconds, 3)}
+
+
+def cleanup(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Remove the run's scratch files on the hub and its local staging files (not quarantine)."""
+    from eastwest.hub.hook import WestHubHook
+
+    WestHubHook(plan.hub).cleanup(plan.run_key)
+    local = ctx.staging_dir(plan)
+    if local.exists():
+        shutil.rmtree(local)
+    return {"remote": "removed", "local": str(local)}

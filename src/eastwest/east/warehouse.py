@@ -1,0 +1,184 @@
+"""The east warehouse: publish a validated result by replacing its partition in one transaction.
+
+A target table is created from the result's Arrow schema when it is missing (the warehouse adds
+``scope`` and ``hub``; the primary key is ``scope`` plus the declared keys). Publishing deletes the
+run's partition (its scope and days, or its whole scope for a snapshot), bulk-ingests the result
+as Arrow and records the inputs' schemas, all in one transaction: a failure anywhere leaves the
+previous rows. Comparing the partition before and after says whether anything changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from eastwest.config import RESERVED_COLUMNS, Target
+from eastwest.east import arrowdb, sql
+
+
+class PublishError(ValueError):
+    """A result that does not fit its target; nothing was published."""
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    rows_before: int
+    rows_after: int
+    digest_before: str
+    digest_after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.digest_before != self.digest_after
+
+    def describe(self) -> str:
+        if not self.changed:
+            return f"partition unchanged: the same {self.rows_after} rows were already published (no duplicates)"
+        return f"partition replaced: {self.rows_before} rows before, {self.rows_after} rows now"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The rows one run owns in a target."""
+
+    scope: str
+    start_day: date | None = None
+    end_day: date | None = None
+
+    def binds(self) -> dict[str, Any]:
+        binds: dict[str, Any] = {"scope": self.scope}
+        if self.start_day is not None:
+            binds.update(start_day=self.start_day, end_day=self.end_day)
+        return binds
+
+
+def _shape(target: Target) -> dict[str, Any]:
+    return {"table": target.table, "partition_column": target.partition_column, "keys": target.keys}
+
+
+def _digest(conn: Any, url: str, target: Target, partition: Partition) -> tuple[int, str]:
+    import pyarrow as pa
+
+    cursor = arrowdb.execute(conn, url, sql.library("select_partition.sql", **_shape(target)), partition.binds())
+    table = cursor.fetch_arrow_table()
+    cursor.close()
+    digest = hashlib.sha256()
+    for column in table.columns:  # values only: the same rows give the same digest on either driver
+        digest.update(repr(column.cast(pa.string()).to_pylist()).encode())
+    return table.num_rows, digest.hexdigest()
+
+
+def create_table(conn: Any, url: str, target: Target, schema: Any) -> None:
+    kind = arrowdb.dialect_of(url)
+    columns = [
+        {"name": f.name, "type": arrowdb.sql_type(kind, f.type), "key": f.name in target.keys}
+        for f in schema
+        if f.name not in RESERVED_COLUMNS
+    ]
+    cursor = conn.cursor()
+    cursor.execute(sql.library("create_target.sql", table=target.table, columns=columns, keys=target.keys))
+    cursor.close()
+
+
+def check_result(target: Target, schema: Any, partition: Partition, table: Any) -> None:
+    """Refuse a result that lacks the target's columns or has rows outside the partition."""
+    import pyarrow.compute as pc
+
+    names = schema.names
+    clash = [c for c in RESERVED_COLUMNS if c in names]
+    if clash:
+        raise PublishError(f"the result has column(s) {', '.join(clash)}, which the warehouse adds; rename them")
+    needed = [*target.keys, *([target.partition_column] if target.partition_column else [])]
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise PublishError(f"the result lacks the target's column(s) {', '.join(missing)}")
+    if target.partition_column and partition.start_day is not None and table.num_rows:
+        days = table.column(target.partition_column)
+        outside = pc.sum(pc.or_(pc.less(days, partition.start_day), pc.greater_equal(days, partition.end_day)))
+        if outside.as_py():
+            raise PublishError(
+                f"{outside.as_py()} result rows fall outside the partition {partition.start_day}..{partition.end_day} "
+                f"of {target.partition_column}; refusing to publish"
+            )
+
+
+def publish(
+    url: str,
+    target: Target,
+    partition: Partition,
+    table: Any,
+    hub: str,
+    *,
+    schema_records: dict[str, str] | None = None,
+    dag_id: str = "",
+) -> PublishOutcome:
+    """Replace ``partition`` of ``target`` with Arrow ``table`` in one transaction."""
+    import pyarrow as pa
+
+    check_result(target, table.schema, partition, table)
+    rows = table.num_rows
+    data = table.append_column("scope", pa.array([partition.scope] * rows, pa.string())).append_column(
+        "hub", pa.array([hub] * rows, pa.string())
+    )
+    with arrowdb.connect(url) as conn:
+        existing = arrowdb.columns_of(conn, target.table)
+        if existing is None:
+            create_table(conn, url, target, table.schema)
+        else:
+            missing = [c for c in data.schema.names if c not in existing]
+            if missing:
+                raise PublishError(
+                    f"table {target.table} has no column(s) {', '.join(missing)} that the result has; the job's "
+                    "output changed: migrate the table (or publish to a new one) before publishing"
+                )
+            data = data.select([c for c in existing if c in data.schema.names])
+        before = _digest(conn, url, target, partition)
+        arrowdb.execute(conn, url, sql.library("delete_partition.sql", **_shape(target)), partition.binds()).close()
+        if rows:
+            arrowdb.ingest(conn, target.table, data)
+        if schema_records:
+            record_schemas(conn, url, dag_id, schema_records)
+        after = _digest(conn, url, target, partition)
+        conn.commit()
+    return PublishOutcome(rows_before=before[0], rows_after=after[0], digest_before=before[1], digest_after=after[1])
+
+
+def partition_rows(url: str, target: Target, partition: Partition) -> list[dict[str, Any]]:
+    """The published rows of one partition, in key order (for reports and tests)."""
+    with arrowdb.connect(url) as conn:
+        if arrowdb.columns_of(conn, target.table) is None:
+            return []
+        cursor = arrowdb.execute(conn, url, sql.library("select_partition.sql", **_shape(target)), partition.binds())
+        rows = cursor.fetch_arrow_table().to_pylist()
+        cursor.close()
+    return [{k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items()} for row in rows]
+
+
+# -- the inputs' schemas ---------------------------------------------------------------------------
+
+
+def _ensure_schema_table(conn: Any) -> None:
+    cursor = conn.cursor()
+    cursor.execute(sql.library("create_input_schemas.sql"))
+    cursor.close()
+
+
+def recorded_schema(url: str, dag_id: str, name: str) -> str | None:
+    """The schema input ``name`` of ``dag_id`` had when it was last published, if any."""
+    with arrowdb.connect(url) as conn:
+        _ensure_schema_table(conn)
+        conn.commit()
+        cursor = arrowdb.execute(conn, url, sql.library("select_input_schema.sql"), {"dag_id": dag_id, "input": name})
+        found = cursor.fetchall()
+        cursor.close()
+    return str(found[0][0]) if found else None
+
+
+def record_schemas(conn: Any, url: str, dag_id: str, schemas: dict[str, str]) -> None:
+    _ensure_schema_table(conn)
+    for name, text in schemas.items():
+        binds = {"dag_id": dag_id, "input": name}
+        arrowdb.execute(conn, url, sql.library("delete_input_schema.sql"), binds).close()
+        arrowdb.execute(conn, url, sql.library("insert_input_schema.sql"), {**binds, "schema_json": text}).close()

@@ -1,0 +1,251 @@
+"""Hooks for western hubs: the one place that talks SSH to a hub.
+
+:class:`WestHubHook` extends the provider's :class:`SSHHook` (connections, pinned host keys,
+connect retries) with the hub protocol: run the western runner, store job parameters, read job
+metrics, clean up a run. Every remote command is the western runner with
+validated, ``shlex``-quoted arguments; values travel on stdin, never inside a shell string.
+Moving datasets is the transfer engine's job (``eastwest.transfer``), built on this hook.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
+from airflow.providers.ssh.hooks.ssh import SSH_PORT, SSHHook
+
+from eastwest.west import protocol
+from eastwest.west.protocol import check_name
+
+#: A remote command may be silent this long (seconds) before the link is declared dead.
+IDLE_TIMEOUT = 120.0
+
+
+class HubError(AirflowException):
+    """A hub is unreachable, misconfigured, or refused an operation."""
+
+
+class WestHubHook(SSHHook):
+    """Talk to a western hub registered as an Airflow SSH connection with a pinned host key.
+
+    The connection's extras name the hub's layout: ``eastwest_root`` (data root holding the
+    deployed runner in ``opt/`` and run data in ``scratch/``) and ``eastwest_python`` (the hub's
+    Python with the pinned western requirements).
+
+    :param hub: the hub name, which is also its SSH connection id.
+    :param idle_timeout: seconds a transfer or command may make no progress before it fails.
+    """
+
+    conn_name_attr = "ssh_conn_id"
+    default_conn_name = "west_guizhou"
+    conn_type = "ssh"
+    hook_name = "Western hub (SSH)"
+
+    def __init__(self, hub: str, *, idle_timeout: float = IDLE_TIMEOUT, **kwargs: Any) -> None:
+        check_name("hub", hub)
+        try:
+            super().__init__(ssh_conn_id=hub, cmd_timeout=None, **kwargs)
+        except AirflowNotFoundException as exc:
+            raise HubError(
+                f"hub {hub!r}: no Airflow connection {hub!r} is defined; register the hub as an SSH "
+                "connection (for local hubs run `make hubs` and load .local/hubs/connections.env)"
+            ) from exc
+        self.hub = hub
+        self.idle_timeout = idle_timeout
+        if self.no_host_key_check or self.host_key is None:
+            raise HubError(
+                f"hub {hub!r}: connection {hub!r} does not pin a host key; set its 'host_key' extra to "
+                "the hub's public host key (ssh-keyscan output) and remove 'no_host_key_check'"
+            )
+
+    @cached_property
+    def extras(self) -> dict[str, Any]:
+        """The connection's extras (hub layout and link settings)."""
+        return self.get_connection(self.hub).extra_dejson
+
+    @property
+    def root(self) -> str:
+        root = self.extras.get("eastwest_root")
+        if not root or not str(root).startswith("/") or ".." in str(root):
+            raise HubError(f"hub {self.hub!r}: connection extra 'eastwest_root' must be an absolute path")
+        return str(root)
+
+    @property
+    def jobs_dir(self) -> str:
+        return f"{self.root}/jobs"
+
+    @property
+    def python(self) -> str:
+        return str(self.extras.get("eastwest_python") or "python3")
+
+    def runner_command(self, *args: str) -> str:
+        """The shell command that runs the western runner with ``args``, every word quoted."""
+        words = [
+            "env",
+            f"PYTHONPATH={self.root}/opt",
+            self.python,
+            "-B",
+            "-m",
+            "eastwest.west.runner",
+            "--root",
+            self.root,
+        ]
+        return shlex.join([*words, *args])
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def get_conn(self) -> Any:
+        """Connect like :class:`SSHHook`, then insist the server's key is the pinned one.
+
+        paramiko prefers keys from ``~/.ssh/known_hosts`` over the connection's ``host_key``, so an
+        entry there could override the pin; checking the negotiated key closes that gap.
+        """
+        import paramiko
+
+        client = super().get_conn()
+        offered = client.get_transport().get_remote_server_key()
+        if offered != self.host_key:
+            client.close()
+            self.client = None
+            raise paramiko.BadHostKeyException(self.remote_host, offered, self.host_key)
+        return client
+
+    @contextmanager
+    def get_managed_conn(self) -> Iterator[Any]:
+        """Open a connection to the hub, translate failures into actionable errors, always close."""
+        import paramiko
+
+        where = f"{self.remote_host}:{self.port or SSH_PORT}"
+        try:
+            client = self.get_conn()
+        except paramiko.BadHostKeyException as exc:
+            raise HubError(
+                f"hub {self.hub!r}: host key does not match the pinned key in connection {self.hub!r} "
+                f"(server offered {exc.key.get_name()} {exc.key.get_base64()[:24]}…); if the hub was "
+                "rebuilt, update the connection's host_key after checking the new key out of band"
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            raise HubError(
+                f"hub {self.hub!r}: {where} refused our key; add the east client's public key to the "
+                "hub's authorized_keys"
+            ) from exc
+        except (TimeoutError, paramiko.ssh_exception.NoValidConnectionsError, OSError) as exc:
+            raise HubError(
+                f"hub {self.hub!r} is unreachable at {where} ({exc}); is its sshd running? (local hubs: `make hubs`)"
+            ) from exc
+        except paramiko.SSHException as exc:
+            raise HubError(f"hub {self.hub!r}: SSH handshake with {where} failed: {exc}") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+            self.client = None
+
+    def run_checked(self, client: Any, args: list[str], *, stdin: bytes = b"", what: str = "") -> bytes:
+        """Run the runner with ``args`` and ``stdin``; return its stdout, or raise with its stderr."""
+        import paramiko
+
+        what = what or args[0]
+        try:
+            channel = client.get_transport().open_session()
+        except (paramiko.SSHException, OSError) as exc:
+            raise HubError(f"hub {self.hub!r}: cannot open a channel for {what}: {exc}") from exc
+        channel.settimeout(self.idle_timeout)
+        send_error: Exception | None = None
+        try:
+            channel.exec_command(self.runner_command(*args))
+            try:
+                if stdin:
+                    channel.sendall(stdin)
+                channel.shutdown_write()
+            except OSError as exc:  # the runner stopped reading: its exit status and stderr say why
+                send_error = exc
+            code, out, err = self.finish(channel, what)
+        except (paramiko.SSHException, OSError) as exc:
+            raise HubError(f"hub {self.hub!r}: the link failed during {what}: {exc}") from exc
+        finally:
+            channel.close()
+        self._check(code, err, what)
+        if send_error is not None:
+            raise HubError(f"hub {self.hub!r}: sending to {what} failed: {send_error}")
+        return out
+
+    def finish(self, channel: Any, what: str) -> tuple[int, bytes, str]:
+        """Read a channel to its end; return (exit code, stdout, stderr).
+
+        Raises :class:`HubError` if the connection closes first or nothing arrives for
+        ``idle_timeout`` seconds, so a dead link fails the task instead of hanging it.
+        """
+        stdout, stderr = bytearray(), bytearray()
+        last_progress = time.monotonic()
+        while not channel.exit_status_ready() or channel.recv_ready() or channel.recv_stderr_ready():
+            got = False
+            while channel.recv_ready():
+                stdout.extend(channel.recv(1 << 16))
+                got = True
+            while channel.recv_stderr_ready():
+                stderr.extend(channel.recv_stderr(1 << 16))
+                got = True
+            if got:
+                last_progress = time.monotonic()
+            elif channel.closed and not channel.exit_status_ready():
+                raise HubError(f"hub {self.hub!r}: the connection closed during {what}")
+            elif time.monotonic() - last_progress > self.idle_timeout:
+                raise HubError(
+                    f"hub {self.hub!r}: no progress for {self.idle_timeout:.0f}s during {what}; "
+                    "the link dropped or the hub is overloaded"
+                )
+            else:
+                time.sleep(0.005)
+        return channel.recv_exit_status(), bytes(stdout), stderr.decode("utf-8", "replace")
+
+    def _check(self, code: int, stderr: str, what: str) -> None:
+        for line in stderr.splitlines():
+            self.log.info("[%s] %s", self.hub, line)
+        if code != 0:
+            raise HubError(f"hub {self.hub!r}: {what} failed (runner exit {code}): {stderr.strip()[-2000:]}")
+
+    # -- the hub protocol ------------------------------------------------------------------------
+
+    def install_bundle(self, run_key: str, digest: str) -> None:
+        """Have the hub unpack the job bundle shipped as the run's bundle dataset (idempotent)."""
+        args = [protocol.INSTALL_BUNDLE, check_name("run key", run_key), protocol.BUNDLE_DATASET, "--digest", digest]
+        with self.get_managed_conn() as client:
+            self.run_checked(client, args, what=f"installing job bundle {digest[:12]}")
+
+    def put_params(self, run_key: str, job: str, params: dict[str, Any], bundle: str) -> None:
+        """Store a job's parameters on the hub as JSON (sent on stdin, never in the command line)."""
+        args = [protocol.PARAMS, check_name("run key", run_key), check_name("job", job), "--bundle", bundle]
+        with self.get_managed_conn() as client:
+            self.run_checked(
+                client, args, stdin=json.dumps(params).encode(), what=f"storing parameters for job {job!r}"
+            )
+
+    def job_metrics(self, run_key: str, job: str) -> dict[str, Any]:
+        args = [protocol.METRICS, check_name("run key", run_key), check_name("job", job)]
+        with self.get_managed_conn() as client:
+            return json.loads(self.run_checked(client, args, what="reading job metrics") or b"{}")
+
+    def cleanup(self, run_key: str) -> None:
+        """Remove the run's scratch directory on the hub and chunks nobody used for a day."""
+        keep = str(float(self.extras.get("eastwest_chunk_retention_hours", 24)))
+        with self.get_managed_conn() as client:
+            self.run_checked(
+                client, [protocol.CLEANUP, check_name("run key", run_key), "--keep-hours", keep], what="cleaning up"
+            )
+
+    def tail_job_log(self, log_file: str, max_bytes: int = 4000) -> str:
+        """Return the end of a remote job log under this hub's jobs directory."""
+        if not log_file.startswith(self.jobs_dir + "/") or ".." in log_file:
+            return ""
+        with self.get_managed_conn() as client:
+            _, out, _ = self.exec_ssh_client_command(
+                client, f"tail -c {int(max_bytes)} {shlex.quote(log_file)}", get_pty=False, environment=None, timeout=30
+            )
+        return out.decode("utf-8", "replace")

@@ -1,0 +1,176 @@
+"""Jobs: what a job module declares, how its parameters are checked, and how a hub loads one.
+
+A job is a module ``<name>.py`` in a project's jobs package (``include/jobs/``) with three names:
+
+``INPUTS``
+    a tuple of dataset names; ``transform`` receives one LazyFrame per name, as keyword arguments.
+``PARAMS``
+    the only parameters it accepts, each a small JSON-schema literal, e.g.
+    ``{"z_threshold": {"type": "number", "default": 3.5, "minimum": 0}}``. Types: ``string``
+    (``pattern``, ``maxLength``, ``enum``, ``format: "timezone"``), ``number``, ``integer``
+    (``minimum``, ``maximum``), ``boolean``, ``array`` of strings (``items.pattern``, ``maxItems``,
+    ``uniqueItems``: de-duplicated and sorted).
+``transform(**frames, params) -> LazyFrame``
+    pure: no I/O, no clock.
+
+``INPUTS`` and ``PARAMS`` must be literals: the east reads them from the source file without
+importing it (:func:`read_spec`), so a DAG file can check a declaration in milliseconds and the
+hub can check parameters before any job code runs. Standard library only.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from eastwest.west.protocol import is_safe_name
+
+TYPES = ("string", "number", "integer", "boolean", "array")
+MAX_STRING = 256
+MAX_ITEMS = 1000
+
+
+class JobError(ValueError):
+    """A job that does not exist, is malformed, or parameters it does not accept."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job module declares, read without importing it."""
+
+    name: str
+    inputs: tuple[str, ...]
+    params: dict[str, dict[str, Any]]
+    doc: str = ""
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: v.get("default") for k, v in self.params.items() if "default" in v}
+
+
+def job_names(jobs_dir: Path) -> list[str]:
+    """The jobs of a jobs package: every public module in it."""
+    return sorted(p.stem for p in Path(jobs_dir).glob("*.py") if not p.stem.startswith("_") and is_safe_name(p.stem))
+
+
+def job_path(jobs_dir: Path, name: str) -> Path:
+    names = job_names(jobs_dir)
+    if name not in names:
+        raise JobError(f"job {name!r} is not in the jobs package; jobs: {', '.join(names) or '(none)'}")
+    return Path(jobs_dir) / f"{name}.py"
+
+
+def read_spec(jobs_dir: Path, name: str) -> JobSpec:
+    """Read ``INPUTS``, ``PARAMS`` and the docstring of a job from its source, without running it."""
+    path = job_path(jobs_dir, name)
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as exc:
+        raise JobError(f"job {name}: {path} does not parse: {exc}") from exc
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in ("INPUTS", "PARAMS") and node.value is not None:
+                    try:
+                        found[target.id] = ast.literal_eval(node.value)
+                    except ValueError as exc:
+                        raise JobError(f"job {name}: {target.id} in {path} must be a literal") from exc
+    has_transform = any(isinstance(n, ast.FunctionDef) and n.name == "transform" for n in tree.body)
+    if not has_transform:
+        raise JobError(f"job {name}: {path} defines no transform(...) function")
+    inputs = found.get("INPUTS")
+    if not isinstance(inputs, tuple | list) or not inputs or not all(is_safe_name(i) for i in inputs):
+        raise JobError(f"job {name}: INPUTS must be a non-empty tuple of dataset names")
+    params = found.get("PARAMS", {})
+    if not isinstance(params, dict):
+        raise JobError(f"job {name}: PARAMS must be a dict of parameter schemas")
+    for key, schema in params.items():
+        if not is_safe_name(key) or not isinstance(schema, dict) or schema.get("type") not in TYPES:
+            raise JobError(f"job {name}: PARAMS[{key!r}] must be a schema with a type among {', '.join(TYPES)}")
+        if "default" in schema:
+            check_value(name, key, schema, schema["default"])
+    return JobSpec(name=name, inputs=tuple(inputs), params=params, doc=ast.get_docstring(tree) or "")
+
+
+def _fail(job: str, key: str, message: str) -> JobError:
+    return JobError(f"parameter {key} of job {job} {message}")
+
+
+def check_value(job: str, key: str, schema: dict[str, Any], value: Any) -> Any:
+    """Return ``value`` checked (and normalised) against one parameter schema, else raise :class:`JobError`."""
+    kind = schema["type"]
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise _fail(job, key, f"must be true or false, not {type(value).__name__}")
+        return value
+    if kind in ("number", "integer"):
+        ok = isinstance(value, int) if kind == "integer" else isinstance(value, int | float)
+        if not ok or isinstance(value, bool):
+            raise _fail(job, key, f"must be a{'n integer' if kind == 'integer' else ' number'}, not {value!r:.40}")
+        if not math.isfinite(value):
+            raise _fail(job, key, "must be a finite number")
+        if "minimum" in schema and value < schema["minimum"]:
+            raise _fail(job, key, f"must be at least {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise _fail(job, key, f"must be at most {schema['maximum']}")
+        return value
+    if kind == "string":
+        return _check_string(job, key, schema, value)
+    if not isinstance(value, list):
+        raise _fail(job, key, f"must be a list, not {type(value).__name__}")
+    if len(value) > schema.get("maxItems", MAX_ITEMS):
+        raise _fail(job, key, f"takes at most {schema.get('maxItems', MAX_ITEMS)} items")
+    items = [_check_string(job, key, schema.get("items", {}), v) for v in value]
+    return sorted(set(items)) if schema.get("uniqueItems") else items
+
+
+def _check_string(job: str, key: str, schema: dict[str, Any], value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail(job, key, f"must be a string, not {type(value).__name__}")
+    if len(value) > schema.get("maxLength", MAX_STRING):
+        raise _fail(job, key, f"is longer than {schema.get('maxLength', MAX_STRING)} characters")
+    if "enum" in schema and value not in schema["enum"]:
+        raise _fail(job, key, f"must be one of {', '.join(map(str, schema['enum']))}")
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        raise _fail(job, key, f"value {value[:40]!r} does not match {schema['pattern']}")
+    if schema.get("format") == "timezone":
+        import zoneinfo
+
+        if value not in zoneinfo.available_timezones():
+            raise _fail(job, key, f"{value[:40]!r} is not a time zone of the tz database (e.g. Asia/Shanghai)")
+    return value
+
+
+def check_params(spec: JobSpec, params: Any, *, fill_defaults: bool = True) -> dict[str, Any]:
+    """The parameters a job will receive: ``params`` checked against its ``PARAMS``, defaults filled in."""
+    if not isinstance(params, dict):
+        raise JobError(f"parameters for job {spec.name} must be an object of name: value")
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        accepted = ", ".join(sorted(spec.params)) or "none"
+        raise JobError(f"job {spec.name} does not take parameter(s) {', '.join(unknown)}; it takes: {accepted}")
+    checked = {key: check_value(spec.name, key, spec.params[key], value) for key, value in params.items()}
+    if fill_defaults:
+        return {**spec.defaults(), **checked}
+    return checked
+
+
+def load_module(jobs_dir: Path, name: str) -> ModuleType:
+    """Import job ``name`` from ``jobs_dir`` (a verified bundle's jobs package); refuse any other name."""
+    path = job_path(jobs_dir, name)
+    module_name = f"eastwest_job_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise JobError(f"job {name}: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
