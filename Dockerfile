@@ -17,6 +17,11 @@ COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
 # Pin Airflow to the base image's version so pip never swaps it out.
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /opt/airflow/requirements.txt
 
+# The library as an installed package; the project (DAGs, jobs, suites, SQL) beside it. The
+# development tools (dev/) stay out of the image.
+COPY --chown=airflow:0 pyproject.toml /opt/airflow/src-eastwest/pyproject.toml
+COPY --chown=airflow:0 src/ /opt/airflow/src-eastwest/src/
+RUN pip install --no-cache-dir --no-deps /opt/airflow/src-eastwest
 COPY --chown=airflow:0 airflow.cfg /opt/airflow/airflow.cfg
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
@@ -24,7 +29,6 @@ COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 sql/ /opt/airflow/sql/
 
 ENV AIRFLOW_CONFIG=/opt/airflow/airflow.cfg \
-    PYTHONPATH=/opt/airflow/plugins:/opt/airflow/include \
     EASTWEST_DATA_DIR=/opt/airflow/data \
     GX_ANALYTICS_ENABLED=false
 
@@ -39,11 +43,12 @@ RUN apt-get update \
     && useradd --create-home --shell /bin/sh eastwest
 
 COPY requirements-west.txt /tmp/requirements-west.txt
-COPY include/westnode/ /tmp/westnode/
-# The same install script the tests run (tests/test_deploy.py).
-RUN sh /tmp/westnode/install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/westnode python3 \
-    && chown -R eastwest /srv/eastwest/scratch /srv/eastwest/chunks /srv/eastwest/jobs \
-    && rm -rf /tmp/westnode /tmp/requirements-west.txt
+COPY src/eastwest/__init__.py /tmp/eastwest/__init__.py
+COPY src/eastwest/west/ /tmp/eastwest/west/
+# The same install script the tests run (tests/test_deploy.py). Jobs arrive as bundles with runs.
+RUN sh /tmp/eastwest/west/install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/eastwest python3 \
+    && chown -R eastwest /srv/eastwest/scratch /srv/eastwest/chunks /srv/eastwest/jobs /srv/eastwest/bundles \
+    && rm -rf /tmp/eastwest /tmp/requirements-west.txt
 
 # Host keys are generated at first start (keep them on a volume so the pinned key stays valid);
 # the east side's public key goes to /home/eastwest/.ssh/authorized_keys with the `restrict` option.

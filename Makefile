@@ -14,6 +14,7 @@ export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export EASTWEST_DATA_DIR ?= $(CURDIR)/.local/data
+export EASTWEST_PROJECT_DIR ?= $(CURDIR)
 DEMO_DATE ?= 2026-11-24
 DEMO_MACHINES ?= 700
 DAG ?= east_west_nightly

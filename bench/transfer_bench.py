@@ -51,7 +51,7 @@ def machines_for(raw_gb: float) -> tuple[int, int]:
 
 
 def batches(days: int, machines: int):
-    from eastwest import telemetry
+    from eastwest_dev import telemetry
 
     for d in range(days):
         yield from telemetry.generate_day(FIRST_DAY + timedelta(days=d), machines)
@@ -62,8 +62,8 @@ def prepare(raw_gb: float, directory: Path, formats: tuple[str, ...]) -> dict:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from eastwest import telemetry
-    from westnode import wire
+    from eastwest.west import wire
+    from eastwest_dev import telemetry
 
     days, machines = machines_for(raw_gb)
     info_path = directory / "info.json"
@@ -99,10 +99,12 @@ def prepare(raw_gb: float, directory: Path, formats: tuple[str, ...]) -> dict:
         import polars as pl
         import pyarrow as pa
 
-        from westnode.jobs import daily_kpis
+        from eastwest.west import jobs
 
+        daily_kpis = jobs.load_module(ROOT / "include" / "jobs", "daily_kpis")
+        defaults = jobs.read_spec(ROOT / "include" / "jobs", "daily_kpis").defaults()
         sample = pl.from_arrow(pa.Table.from_batches(list(telemetry.generate_day(FIRST_DAY, min(machines, 700)))))
-        result = daily_kpis.transform(sample.lazy(), params={}).collect().to_arrow()
+        result = daily_kpis.transform(sample.lazy(), params=defaults).collect().to_arrow()
         pacsv.write_csv(result, directory / f"{RESULT_NAME}.csv")
         pq.write_table(result, directory / f"{RESULT_NAME}.parquet", compression="zstd")
         result_manifest = wire.write_chunks(
@@ -115,7 +117,7 @@ def prepare(raw_gb: float, directory: Path, formats: tuple[str, ...]) -> dict:
 
 def place_results(data: Path, hub_root: Path, run_key: str) -> None:
     """Put the job's result on the hub (as the job would have left it) before a method runs."""
-    from westnode import wire
+    from eastwest.west import wire
 
     outbox = hub_root / "outbox"
     outbox.mkdir(parents=True, exist_ok=True)
@@ -141,8 +143,8 @@ def reset_hub(hub_root: Path) -> None:
 def worker(method: str, data: Path, hub_root: Path, run_key: str, out: Path) -> dict:
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-    from eastwest.transfer import TransferEngine
-    from westnode import wire
+    from eastwest.hub.transfer import TransferEngine
+    from eastwest.west import wire
 
     conn = json.loads(os.environ["AIRFLOW_CONN_BENCHHUB"])
     started = time.monotonic()  # imports above are not part of a transfer
@@ -375,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the benchmark emulates a WAN with network namespaces and tc; run it as root", file=sys.stderr)
         return 1
 
-    from eastwest.wanlab import WanLink
+    from eastwest_dev.wanlab import WanLink
 
     data = WORK / f"data-{args.raw_gb:g}gb"
     info = prepare(args.raw_gb, data, ("csv", "parquet"))

@@ -47,7 +47,7 @@ def dag_info(request) -> dict:
 
 
 def test_there_are_dags() -> None:
-    assert {p.name for p in DAG_FILES} >= {"east_west_nightly.py", "east_west_analyst.py"}
+    assert {p.name for p in DAG_FILES} >= {"east_west_nightly.py", "east_west_analyst.py", "east_west_orders.py"}
 
 
 def test_imports_fast(dag_info) -> None:
@@ -68,13 +68,34 @@ def test_documented_tagged_and_bounded(dag_info) -> None:
 
 def test_every_task_retries_and_has_a_timeout(dag_info) -> None:
     for task_id, task in dag_info["tasks"].items():
-        assert task["retries"] >= 2, task_id
+        if task_id == "plan":  # it can only fail on a bad request: no retry would help
+            assert task["retries"] == 0
+        else:
+            assert task["retries"] >= 2, task_id
         assert task["timeout"], task_id
 
 
-def test_dag_files_are_thin() -> None:
+def code_lines(path: Path) -> list[str]:
+    """A DAG file's lines of code: no module docstring, blank lines or comments."""
+    import ast
+
+    text = Path(path).read_text()
+    tree = ast.parse(text)
+    skip: set[int] = set()
+    if ast.get_docstring(tree) is not None:
+        doc = tree.body[0]
+        skip = set(range(doc.lineno, (doc.end_lineno or doc.lineno) + 1))
+    return [
+        line
+        for number, line in enumerate(text.splitlines(), start=1)
+        if number not in skip and line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_dag_files_are_at_most_30_lines_of_declarations() -> None:
     for path in DAG_FILES:
-        code = [
-            line for line in Path(path).read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
-        ]
-        assert len(code) < 80, f"{path.name} has {len(code)} lines; move logic into plugins/eastwest"
+        lines = code_lines(path)
+        assert len(lines) <= 30, f"{path.name} has {len(lines)} lines; a workload DAG is a declaration"
+        text = "\n".join(lines)
+        for word in ("ssh", "paramiko", "sha256", "pyarrow", "SELECT", "INSERT"):
+            assert word not in text, f"{path.name} mentions {word}: that belongs in the library"

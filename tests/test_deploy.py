@@ -26,7 +26,8 @@ def test_dockerfile_has_an_east_and_a_west_target() -> None:
     assert set(targets.values()) == {"east", "west"}
     west = text.split(" AS west", 1)[1]
     assert "apache-airflow" not in west and "requirements.txt" not in west.replace("requirements-west.txt", "")
-    assert "install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/westnode python3" in west
+    assert "install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/eastwest python3" in west
+    assert "COPY dev/" not in text  # development tools stay out of both images
 
 
 @pytest.mark.integration
@@ -35,10 +36,10 @@ def test_west_install_steps_give_a_working_runner_without_airflow(tmp_path) -> N
     result = subprocess.run(
         [
             "sh",
-            str(ROOT / "include" / "westnode" / "install.sh"),
+            str(ROOT / "src" / "eastwest" / "west" / "install.sh"),
             str(root),
             str(ROOT / "requirements-west.txt"),
-            str(ROOT / "include" / "westnode"),
+            str(ROOT / "src" / "eastwest"),
             sys.executable,
         ],
         capture_output=True,
@@ -46,13 +47,23 @@ def test_west_install_steps_give_a_working_runner_without_airflow(tmp_path) -> N
     )
     assert result.returncode == 0, result.stdout + result.stderr
     python = root / "venv" / "bin" / "python"
+    # The base runner answers, and runs no job until a bundle was shipped and verified.
     jobs = subprocess.run(
-        [str(python), "-m", "westnode.runner", "--root", str(root), "jobs"],
+        [str(python), "-B", "-m", "eastwest.west.runner", "--root", str(root), "jobs", "--bundle", "0" * 64],
         env={"PYTHONPATH": str(root / "opt")},
         capture_output=True,
         text=True,
     )
-    assert json.loads(jobs.stdout) == ["daily_kpis"], jobs.stderr
+    assert jobs.returncode == 4 and "not installed on this hub" in jobs.stderr, jobs.stderr
+    have = subprocess.run(
+        [str(python), "-B", "-m", "eastwest.west.runner", "--root", str(root), "have"],
+        env={"PYTHONPATH": str(root / "opt")},
+        input=json.dumps(["a" * 64]),
+        capture_output=True,
+        text=True,
+    )
+    assert have.returncode == 0 and json.loads(have.stdout) == [], have.stderr
+    assert sorted(p.name for p in (root / "opt" / "eastwest").iterdir()) == ["__init__.py", "west"]
     assert subprocess.run([str(python), "-c", "import airflow"], capture_output=True).returncode != 0
     pinned = dict(
         line.split("==") for line in (ROOT / "requirements-west.txt").read_text().splitlines() if "==" in line

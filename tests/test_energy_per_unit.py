@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -15,13 +13,9 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-ROOT = Path(__file__).resolve().parents[1]
-for folder in (ROOT / "src", ROOT / "dev"):  # the development tools are not an installed package
-    if str(folder) not in sys.path:
-        sys.path.append(str(folder))
-
-from eastwest_dev.orders import generate_orders, write_landing  # noqa: E402
-from eastwest_dev.telemetry import generate_day  # noqa: E402
+from conftest import ROOT
+from eastwest_dev.orders import generate_orders, write_landing
+from eastwest_dev.telemetry import generate_day
 
 DAY = date(2026, 11, 24)
 START = datetime(2026, 11, 23, 16, 0)  # 2026-11-24 00:00 in Asia/Shanghai
@@ -29,13 +23,9 @@ SUITE = ROOT / "include" / "expectations" / "energy_per_unit.json"
 
 
 def load_job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "energy_per_unit_job", ROOT / "include" / "jobs" / "energy_per_unit.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from jobs import energy_per_unit
+
+    return energy_per_unit
 
 
 job = load_job()

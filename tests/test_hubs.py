@@ -3,20 +3,61 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from conftest import ROOT, TEST_HOME, hub_connection, load_dag
-from eastwest.hooks import HubError, WestHubHook
-from eastwest.pipeline import make_plan
-from eastwest.transfer import TransferEngine
-from westnode import wire
+from eastwest.hub.hook import HubError, WestHubHook
+from eastwest.hub.transfer import TransferEngine
+from eastwest.west import bundle, protocol, wire
 
 pytestmark = pytest.mark.integration
+
+JOBS = ROOT / "include" / "jobs"
+
+
+def hub_root(hub: str) -> Path:
+    return TEST_HOME / "hubs" / hub / "root"
+
+
+def ship_bundle(hub: str, run: str, tmp_path: Path, jobs_dir: Path = JOBS, *, install: bool = True) -> str:
+    """Ship a jobs package's bundle as run ``run``'s bundle dataset (as ``steps.ship`` does); return its digest."""
+    files = bundle.collect(jobs_dir)
+    table = bundle.to_table(files)
+    store = wire.ChunkStore(tmp_path / f"east-bundle-{time.monotonic_ns()}")
+    manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
+    TransferEngine(hub).push(run, protocol.BUNDLE_DATASET, store, manifest)
+    digest = bundle.digest_of(bundle.describe(files))
+    if install:
+        WestHubHook(hub).install_bundle(run, digest)
+    return digest
+
+
+def run_job(hub: str, run: str, job: str, digest: str) -> None:
+    hook = WestHubHook(hub)
+    with hook.get_managed_conn() as client:
+        hook.run_checked(client, [protocol.RUN, run, job, "--bundle", digest], what=f"running {job}")
+
+
+def unique_jobs_copy(tmp_path: Path) -> Path:
+    """A copy of the project's jobs package with its own bundle digest (so tampering with it harms no other test)."""
+    jobs_dir = tmp_path / "jobs"
+    shutil.copytree(JOBS, jobs_dir)
+    with open(jobs_dir / "daily_kpis.py", "a") as f:
+        f.write(f"\n# copy for {tmp_path.name} {time.monotonic_ns()}\n")
+    return jobs_dir
+
+
+@pytest.fixture(scope="module")
+def installed(hubs, tmp_path_factory) -> str:
+    """The project's job bundle, installed on west_guizhou; its digest."""
+    return ship_bundle("west_guizhou", "bundle-fixture", tmp_path_factory.mktemp("bundle"))
 
 
 @pytest.fixture
@@ -38,7 +79,7 @@ def test_ship_and_fetch_round_trip_is_byte_identical(hubs, dataset, tmp_path) ->
     store, manifest = dataset
     engine = TransferEngine("west_ningxia")
     pushed = engine.push("roundtrip", "readings", store, manifest)
-    headers = sum(len(wire.frame_header(c.sha256, c.bytes)) for c in manifest.chunks)
+    headers = sum(len(protocol.frame_header(c.sha256, c.bytes)) for c in manifest.chunks)
     assert pushed.wire_bytes == manifest.bytes + headers and pushed.chunks_skipped == 0
     back = wire.ChunkStore(tmp_path / "back")
     got, pulled = engine.pull("roundtrip", "readings", back)
@@ -117,9 +158,154 @@ def test_hub_that_is_down_gives_a_clear_error(hubs, monkeypatch) -> None:
             pass
 
 
-def test_unregistered_job_is_refused_by_the_hub(hubs) -> None:
-    with pytest.raises(HubError, match="job 'format_disk' is not registered on this node"):
-        WestHubHook("west_guizhou").put_params("r1", "format_disk", {})
+def test_unregistered_job_is_refused_by_the_hub(installed) -> None:
+    with pytest.raises(HubError, match=r"runner exit 2\).*job 'format_disk' is not in the jobs package"):
+        WestHubHook("west_guizhou").put_params("r1", "format_disk", {}, installed)
+    with pytest.raises(HubError, match=r"runner exit 2\).*job 'format_disk' is not in the jobs package"):
+        run_job("west_guizhou", "r1", "format_disk", installed)
+
+
+def test_shipped_bundle_lets_the_hub_run_a_job(hubs, tmp_path) -> None:
+    """Bundle and inputs through the transfer engine, install over SSH, params, run, result back east."""
+    from eastwest_dev import telemetry
+
+    hub, run = "west_ningxia", "bundle-run"
+    readings = pa.Table.from_batches(list(telemetry.generate_day(date(2026, 9, 1), 6)))
+    store = wire.ChunkStore(tmp_path / "east")
+    manifest = wire.write_chunks(readings.to_batches(max_chunksize=10_000), telemetry.schema(), store)
+    engine = TransferEngine(hub)
+    engine.push(run, "readings", store, manifest)
+    digest = ship_bundle(hub, run, tmp_path)
+    installed_dir = hub_root(hub) / "bundles" / digest
+    assert (installed_dir / "jobs" / "daily_kpis.py").read_bytes() == (JOBS / "daily_kpis.py").read_bytes()
+    assert not (hub_root(hub) / "opt" / "jobs").exists()  # job code lives only in the bundle
+
+    hook = WestHubHook(hub)
+    hook.put_params(run, "daily_kpis", {"enterprise_ids": ["E0001", "E0002", "E0003"]}, digest)
+    run_job(hub, run, "daily_kpis", digest)
+    result_manifest, _ = engine.pull(run, "daily_kpis", wire.ChunkStore(tmp_path / "result"))
+    result = pa.Table.from_batches(list(wire.ChunkStore(tmp_path / "result").batches(result_manifest)))
+    assert result.num_rows == 3  # one row per machine of the three enterprises for the local day
+    assert sorted(result.column("enterprise_id").to_pylist()) == ["E0001", "E0002", "E0003"]
+    assert result.column("readings").to_pylist() == [24 * 60] * 3
+    assert hook.job_metrics(run, "daily_kpis")["bundle"] == digest
+    hook.cleanup(run)
+
+
+def test_a_new_job_added_to_a_copy_of_the_jobs_package_runs_with_no_manual_step(hubs, tmp_path) -> None:
+    """Write a job module, ship its bundle with the inputs, and the hub runs it: nothing is deployed by hand."""
+    jobs_dir = tmp_path / "jobs"
+    shutil.copytree(JOBS, jobs_dir)
+    (jobs_dir / "peak_power.py").write_text(
+        '''"""Peak power and readings per machine at or above a floor."""
+
+import polars as pl
+
+INPUTS = ("readings",)
+PARAMS = {"min_power": {"type": "number", "default": 0, "minimum": 0}}
+
+
+def transform(readings: pl.LazyFrame, params: dict) -> pl.LazyFrame:
+    return (
+        readings.filter(pl.col("power_kw") >= params["min_power"])
+        .group_by("machine_id")
+        .agg(pl.len().alias("n"), pl.col("power_kw").max().alias("peak"))
+        .sort("machine_id")
+    )
+'''
+    )
+    hub, run = "west_guizhou", f"new-job-{time.monotonic_ns()}"
+    readings = pa.table(
+        {
+            "machine_id": ["M1", "M1", "M2", "M2", "M2", "M3"],
+            "power_kw": [1.0, 5.0, 2.0, 7.5, 3.0, 0.5],
+        }
+    )
+    store = wire.ChunkStore(tmp_path / "east")
+    engine = TransferEngine(hub)
+    engine.push(run, "readings", store, wire.write_chunks(readings.to_batches(), readings.schema, store))
+    digest = ship_bundle(hub, run, tmp_path, jobs_dir)
+    assert digest != bundle.digest_of(bundle.describe(bundle.collect(JOBS)))
+
+    hook = WestHubHook(hub)
+    with pytest.raises(HubError, match=r"runner exit 2\).*parameter min_power of job peak_power must be at least 0"):
+        hook.put_params(run, "peak_power", {"min_power": -1}, digest)
+    hook.put_params(run, "peak_power", {"min_power": 1.0}, digest)
+    with hook.get_managed_conn() as client:
+        listed = json.loads(hook.run_checked(client, [protocol.JOBS, "--bundle", digest]))
+        assert listed == ["daily_kpis", "energy_per_unit", "peak_power"]
+        hook.run_checked(client, [protocol.RUN, run, "peak_power", "--bundle", digest])
+    back = wire.ChunkStore(tmp_path / "back")
+    manifest, metrics = engine.pull(run, "peak_power", back)
+    assert manifest.rows == metrics.rows == 2
+    assert pa.Table.from_batches(list(back.batches(manifest))).to_pylist() == [
+        {"machine_id": "M1", "n": 2, "peak": 5.0},
+        {"machine_id": "M2", "n": 3, "peak": 7.5},
+    ]
+    # the project's own bundle on the same hub knows nothing of the new job
+    with pytest.raises(HubError, match="job 'peak_power' is not in the jobs package"):
+        hook.put_params(run, "peak_power", {}, ship_bundle(hub, run, tmp_path))
+
+
+def test_bundle_tampered_with_on_the_hub_is_refused(hubs, tmp_path) -> None:
+    hub, run = "west_guizhou", f"tampered-{time.monotonic_ns()}"
+    digest = ship_bundle(hub, run, tmp_path, unique_jobs_copy(tmp_path))
+    job = hub_root(hub) / "bundles" / digest / "jobs" / "daily_kpis.py"
+    job.write_text(job.read_text().replace("threshold = float(", "threshold = 0 * float("))
+    hook = WestHubHook(hub)
+    refused = rf"runner exit 3\).*bundle {digest[:12]} on this hub was modified after it was installed"
+    with pytest.raises(HubError, match=refused):
+        run_job(hub, run, "daily_kpis", digest)
+    with pytest.raises(HubError, match=refused):
+        hook.put_params(run, "daily_kpis", {}, digest)
+    assert not (hub_root(hub) / "scratch" / run / "daily_kpis.params.json").exists()
+    assert "0 * float(" in job.read_text()  # refusing is all the runner does; it repairs nothing by itself
+
+    hook.install_bundle(run, digest)  # the east's next ship installs the verified copy again
+    assert "0 * float(" not in job.read_text()
+    hook.put_params(run, "daily_kpis", {}, digest)
+    hook.cleanup(run)
+
+
+def test_install_bundle_with_a_digest_that_does_not_match_is_refused(hubs, tmp_path) -> None:
+    hub, run = "west_ningxia", f"wrong-digest-{time.monotonic_ns()}"
+    real = ship_bundle(hub, run, tmp_path, unique_jobs_copy(tmp_path), install=False)
+    announced = bundle.digest_of({"jobs/daily_kpis.py": "0" * 64})
+    with pytest.raises(HubError, match=rf"runner exit 3\).*content hashes to {real[:12]}, not the announced"):
+        WestHubHook(hub).install_bundle(run, announced)
+    bundles = hub_root(hub) / "bundles"
+    assert not (bundles / announced).exists() and not (bundles / real).exists()
+    assert not [p for p in bundles.iterdir() if p.name.endswith(".partial")]
+    with pytest.raises(HubError, match=r"runner exit 4\).*is not installed on this hub; ship it first"):
+        WestHubHook(hub).put_params(run, "daily_kpis", {}, announced)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"z_threshold": 3.5, "cmd": "id"}, "job daily_kpis does not take parameter(s) cmd"),
+        ({"z_threshold": "3.5"}, "parameter z_threshold of job daily_kpis must be a number"),
+        ({"z_threshold": float("nan")}, "parameter z_threshold of job daily_kpis must be a finite number"),
+        ({"tz": "../../etc/passwd"}, "parameter tz of job daily_kpis '../../etc/passwd' is not a time zone"),
+    ],
+)
+def test_params_violating_the_schema_are_refused_by_the_hub(installed, params, message) -> None:
+    with pytest.raises(HubError) as refused:
+        WestHubHook("west_guizhou").put_params("schema-check", "daily_kpis", params, installed)
+    text = str(refused.value)
+    assert "(runner exit 2)" in text and message in text
+    assert "Traceback" not in text
+    stderr = text.split("(runner exit 2): ", 1)[1]
+    assert stderr.count("\n") == 0 and stderr.startswith("[eastwest.west] error: ")
+    assert not (hub_root("west_guizhou") / "scratch" / "schema-check" / "daily_kpis.params.json").exists()
+
+
+def test_malformed_put_frame_header_is_refused_over_ssh(hubs) -> None:
+    hook = WestHubHook("west_ningxia")
+    with hook.get_managed_conn() as client, pytest.raises(HubError) as refused:
+        hook.run_checked(client, [protocol.PUT], stdin=b"../../etc/passwd 4096\n" + b"x" * 64 + protocol.END)
+    assert "(runner exit 2)" in str(refused.value) and "malformed chunk header" in str(refused.value)
+    assert "Traceback" not in str(refused.value)
 
 
 def test_failing_job_fails_the_task_with_its_stderr(hubs, airflow_db, capfd) -> None:
@@ -129,7 +315,10 @@ def test_failing_job_fails_the_task_with_its_stderr(hubs, airflow_db, capfd) -> 
     log = out.out + out.err
     assert str(run.state) in ("failed", "DagRunState.FAILED")
     assert "Remote job failed with exit code: 4" in log
-    assert "input readings is not on this hub for run nothing-shipped__20261124-20261125; ship it first" in log
+    assert (
+        "input readings is not on this hub for run test_west_job_failure.nothing-shipped.20261124-20261125; "
+        "ship it first" in log
+    )
 
 
 def _running(marker: str) -> bool:
@@ -143,11 +332,16 @@ def test_killing_or_timing_out_kills_the_remote_process_group(hubs, how) -> None
     from airflow.sdk.bases.operator import TriggerFailureReason
     from airflow.sdk.exceptions import TaskDeferralTimeout
 
-    from eastwest.operators import WestJobOperator
+    from eastwest.airflow.operators import WestJobOperator
 
-    plan = make_plan(
-        scope="kill", start_day=pendulum_date(), end_day=pendulum_date(1), hub="west_guizhou", job="daily_kpis"
-    ).to_dict()
+    plan = {
+        "dag_id": "kill_test",
+        "scope": "kill",
+        "run_key": f"kill_test.kill.{pendulum_date():%Y%m%d}-{pendulum_date(1):%Y%m%d}",
+        "hub": "west_guizhou",
+        "job": "daily_kpis",
+        "params": {},
+    }
     op = WestJobOperator(task_id="compute", plan=plan)
     hook = WestHubHook("west_guizhou")
     paths = RemoteJobPaths(job_id=f"kill_test_{how}", remote_os="posix", base_dir=hook.jobs_dir)

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_HOME, fresh_pg_database
-from eastwest import pipeline, source, telemetry, warehouse
-from eastwest.stack import Stack, StackError
+from conftest import ROOT, TEST_HOME, fresh_pg_database, pg_connection
+from eastwest.east import warehouse
+from eastwest.east.plan import requested_plan
+from eastwest.settings import Project, get_settings
+from eastwest_dev import telemetry
+from eastwest_dev.stack import Stack, StackError
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +29,36 @@ OPEN_DIALOG = "[role=dialog][data-state=open][aria-modal=true]"
 
 
 def analyst_conf(hub: str = "west_ningxia", ids: str | None = "E0001,E0002", day: str = "2026-11-24") -> dict:
-    return {"start_date": day, "end_date": None, "hub": hub, "job": "daily_kpis", "enterprise_ids": ids}
+    return {"start_date": day, "end_date": None, "hub": hub, "enterprise_ids": ids}
+
+
+def analyst_workload():
+    """The analyst DAG's own declaration, read from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("analyst_dag_file", ROOT / "dags" / "east_west_analyst.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.kpis
 
 
 def analyst_rows(url: str, conf: dict) -> list[dict]:
-    plan = pipeline.analyst_plan(conf)
-    return warehouse.partition_rows(
-        url, plan.scope, date.fromisoformat(plan.start_day), date.fromisoformat(plan.end_day)
-    )
+    workload = analyst_workload()
+    spec = workload.check(Project(ROOT))
+    plan = requested_plan(workload, spec, get_settings(), dag_id="east_west_analyst", conf=conf)
+    partition = warehouse.Partition(plan.scope, date.fromisoformat(plan.start_day), date.fromisoformat(plan.end_day))
+    return warehouse.partition_rows(url, workload.target, partition)
 
 
 @pytest.fixture(scope="module")
 def east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
     for day in (DAY, date(2026, 11, 23)):
-        source.load_day(pg_url, day, telemetry.generate_day(day, MACHINES))
+        telemetry.load_day(pg_url, day, telemetry.generate_day(day, MACHINES))
     return {
-        "EASTWEST_SOURCE_URL": pg_url,
-        "EASTWEST_WAREHOUSE_URL": pg_url,
+        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(pg_url),
+        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(pg_url),
         "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
+        "PG_URL": pg_url,
     }
 
 
@@ -73,7 +88,7 @@ def test_rest_trigger_on_postgres_and_local_executor(local_stack, east) -> None:
     conf = analyst_conf()
     run_id = local_stack.trigger("east_west_analyst", conf)
     assert local_stack.wait_for_run("east_west_analyst", run_id) == "success"
-    rows = analyst_rows(east["EASTWEST_WAREHOUSE_URL"], conf)
+    rows = analyst_rows(east["PG_URL"], conf)
     assert sorted({r["enterprise_id"] for r in rows}) == ["E0001", "E0002"]
     assert {r["hub"] for r in rows} == {"west_ningxia"}
 
@@ -102,7 +117,7 @@ def test_scheduler_restart_during_a_run(local_stack, east) -> None:
         time.sleep(0.5)
     local_stack.restart("scheduler")
     assert local_stack.wait_for_run("east_west_analyst", run_id) == "success"
-    rows = analyst_rows(east["EASTWEST_WAREHOUSE_URL"], conf)
+    rows = analyst_rows(east["PG_URL"], conf)
     assert len(rows) == MACHINES  # every machine once: nothing duplicated
     assert len({r["machine_id"] for r in rows}) == MACHINES
 
@@ -182,7 +197,7 @@ def test_analyst_triggers_from_the_ui_in_a_real_browser(local_stack, east) -> No
         browser.close()
     assert local_stack.request("GET", "/api/v2/dags/east_west_analyst/dagRuns")["total_entries"] == runs_before + 1
     assert not CANARY.exists()
-    rows = analyst_rows(east["EASTWEST_WAREHOUSE_URL"], analyst_conf(hub="west_guizhou", ids="E0003,E0004"))
+    rows = analyst_rows(east["PG_URL"], analyst_conf(hub="west_guizhou", ids="E0003,E0004"))
     assert sorted({r["enterprise_id"] for r in rows}) == ["E0003", "E0004"]
 
 
@@ -212,6 +227,6 @@ def test_rest_trigger_with_celery_executor_on_redis(celery_stack, east) -> None:
     conf = analyst_conf(hub="west_guizhou", ids="E0005")
     run_id = celery_stack.trigger("east_west_analyst", conf)
     assert celery_stack.wait_for_run("east_west_analyst", run_id) == "success"
-    assert {r["enterprise_id"] for r in analyst_rows(east["EASTWEST_WAREHOUSE_URL"], conf)} == {"E0005"}
+    assert {r["enterprise_id"] for r in analyst_rows(east["PG_URL"], conf)} == {"E0005"}
     log = (TEST_HOME / "stack-celery" / "celery-worker-0.log").read_text()
     assert "east_west_analyst" in log  # the worker, not the scheduler, ran the tasks

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -10,11 +12,11 @@ from datetime import date
 
 import pytest
 
-from conftest import TEST_HOME, WEST_PYTHON
-from eastwest import telemetry
-from eastwest.hooks import HubError, WestHubHook
-from eastwest.transfer import TransferEngine, plan_streams, recent_metrics
-from westnode import wire
+from conftest import ROOT, TEST_HOME, WEST_PYTHON
+from eastwest.hub.hook import HubError, WestHubHook
+from eastwest.hub.transfer import TransferEngine, plan_streams, recent_metrics
+from eastwest.west import bundle, protocol, wire
+from eastwest_dev import telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,19 @@ def readings(
 
 def on_wire(chunks) -> int:
     """Bytes a transfer of these chunks puts on the wire: each chunk's frame header and bytes."""
-    return sum(c.bytes + len(wire.frame_header(c.sha256, c.bytes)) for c in chunks)
+    return sum(c.bytes + len(protocol.frame_header(c.sha256, c.bytes)) for c in chunks)
+
+
+def ship_bundle(engine: TransferEngine, run: str, tmp_path) -> str:
+    """Ship the project's job bundle for ``run`` and install it on the engine's hub; return its digest."""
+    files = bundle.collect(ROOT / "include" / "jobs")
+    table = bundle.to_table(files)
+    store = wire.ChunkStore(tmp_path / "east-bundle")
+    manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
+    engine.push(run, protocol.BUNDLE_DATASET, store, manifest)
+    digest = bundle.digest_of(bundle.describe(files))
+    WestHubHook(engine.hub).install_bundle(run, digest)
+    return digest
 
 
 def hub_store(hub: str) -> wire.ChunkStore:
@@ -83,7 +97,14 @@ def test_interrupted_transfer_resumes_with_only_the_missing_chunks(hubs, tmp_pat
 
     def cut_the_streams() -> None:  # kill the hub-side processes serving the transfer, mid-way
         time.sleep(1.0)
-        subprocess.run(["pkill", "-f", f"westnode.runner --root {hub_root} put"], check=False)
+        found = subprocess.run(
+            ["pgrep", "-f", f"eastwest.west.runner --root {hub_root} put"], capture_output=True, text=True
+        )
+        for pid in map(int, found.stdout.split()):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     killer = threading.Thread(target=cut_the_streams)
     killer.start()
@@ -125,6 +146,7 @@ def test_chunk_damaged_in_transit_is_detected_and_resent(hubs, tmp_path, monkeyp
 def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_path) -> None:
     store, manifest = readings(tmp_path, day=date(2026, 10, 4))
     engine = TransferEngine("west_guizhou")
+    digest = ship_bundle(engine, "corrupt", tmp_path)
     engine.push("corrupt", "readings", store, manifest)
     victim = hub_store("west_guizhou").path(manifest.chunks[0].sha256)
     data = bytearray(victim.read_bytes())
@@ -133,22 +155,23 @@ def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_
 
     hook = WestHubHook("west_guizhou")
     with hook.get_managed_conn() as client, pytest.raises(HubError, match="failed verification on disk"):
-        hook.run_checked(client, ["run", "corrupt", "daily_kpis"])  # the job refuses to read it
+        hook.run_checked(client, ["run", "corrupt", "daily_kpis", "--bundle", digest])  # the job refuses to read it
 
     again = engine.push("corrupt", "readings", store, manifest)  # the task's retry
     assert again.chunks_skipped == len(manifest.chunks) - 1
     assert again.wire_bytes == on_wire([manifest.chunks[0]])
+    hook.put_params("corrupt", "daily_kpis", {}, digest)
     with hook.get_managed_conn() as client:
-        hook.run_checked(client, ["run", "corrupt", "daily_kpis"])
+        hook.run_checked(client, ["run", "corrupt", "daily_kpis", "--bundle", digest])
     result, _ = engine.pull("corrupt", "daily_kpis", wire.ChunkStore(tmp_path / "result"))
-    assert result.rows == 40  # one row per machine for the day
+    assert result.rows == 40  # one row per machine for the (Asia/Shanghai) day
 
 
 @pytest.mark.skipif(
     subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root for netns"
 )
 def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch) -> None:
-    from eastwest.wanlab import WanLink
+    from eastwest_dev.wanlab import WanLink
 
     store, manifest = readings(tmp_path, machines=1500, day=date(2026, 10, 5))  # ~15 MB on the wire
     with WanLink(
@@ -167,7 +190,7 @@ def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch
     subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root for netns"
 )
 def test_cut_link_mid_transfer_then_retry_sends_only_missing_chunks(tmp_path, monkeypatch) -> None:
-    from eastwest.wanlab import WanLink
+    from eastwest_dev.wanlab import WanLink
 
     store, manifest = readings(tmp_path, machines=400, day=date(2026, 10, 6))
     with WanLink(

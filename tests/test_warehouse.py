@@ -1,32 +1,33 @@
-"""Publishing replaces exactly one partition, atomically, on SQLite and on PostgreSQL."""
+"""Publishing replaces exactly one partition, atomically, on SQLite and on PostgreSQL (through ADBC)."""
 
 from __future__ import annotations
 
 from datetime import date
 
+import pyarrow as pa
 import pytest
 
-from eastwest import warehouse
+from eastwest import Target
+from eastwest.east import arrowdb, warehouse
+from eastwest.east.warehouse import Partition, PublishError
+
+KPIS = Target("daily_kpis", keys=("day", "enterprise_id", "machine_id"), partition_column="day")
 
 
-def rows(day: str, machines: int, energy: float = 1.0) -> list[dict]:
-    return [
-        {
-            "day": day,
-            "enterprise_id": f"E{m:04d}",
-            "machine_id": f"E{m:04d}-M01",
-            "readings": 1440,
-            "energy_kwh": energy,
-            "running_hours": 8.0,
-            "utilisation": 0.33,
-            "p95_temperature_c": 55.0,
-            "anomaly_count": 0,
-            "min_power_kw": 0.0,
-            "max_temperature_c": 60.0,
-            "null_readings": 0,
-        }
-        for m in range(1, machines + 1)
-    ]
+def rows(day: str, machines: int, energy: float = 1.0) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "day": date.fromisoformat(day),
+                "enterprise_id": f"E{m:04d}",
+                "machine_id": f"E{m:04d}-M01",
+                "readings": 1440,
+                "energy_kwh": energy,
+                "anomaly_count": 0,
+            }
+            for m in range(1, machines + 1)
+        ]
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,49 +35,71 @@ def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.db'}"
     pg_url = request.getfixturevalue("pg_url")
-    import sqlalchemy as sa
-
-    from eastwest import sqlfiles
-
-    with sqlfiles.engine(pg_url).begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS daily_kpis"))
+    with arrowdb.connect(pg_url) as conn:
+        cursor = conn.cursor()
+        cursor.execute("DROP TABLE IF EXISTS daily_kpis")
+        cursor.execute("DROP TABLE IF EXISTS snapshot_target")
+        conn.commit()
     return pg_url
 
 
 D1, D2, D3 = date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)
+NIGHTLY_D1 = Partition("nightly", D1, D2)
 
 
-def test_republishing_the_same_rows_changes_nothing(url) -> None:
-    first = warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 5), "west_guizhou")
+def publish(url: str, partition: Partition, table: pa.Table, hub: str = "west_guizhou", target: Target = KPIS):
+    return warehouse.publish(url, target, partition, table, hub)
+
+
+def test_the_table_is_created_from_the_results_schema_and_republishing_changes_nothing(url) -> None:
+    first = publish(url, NIGHTLY_D1, rows("2026-11-24", 5))
     assert first.changed and first.rows_after == 5
-    again = warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 5), "west_guizhou")
+    with arrowdb.connect(url) as conn:
+        columns = arrowdb.columns_of(conn, "daily_kpis")
+    assert columns is not None and set(columns) == {"scope", "hub", *rows("2026-11-24", 1).schema.names}
+    again = publish(url, NIGHTLY_D1, rows("2026-11-24", 5))
     assert not again.changed
     assert again.rows_before == again.rows_after == 5
     assert "unchanged" in again.describe()
-    assert len(warehouse.partition_rows(url, "nightly", D1, D2)) == 5
+    published = warehouse.partition_rows(url, KPIS, NIGHTLY_D1)
+    assert len(published) == 5 and published[0]["day"] == "2026-11-24" and published[0]["hub"] == "west_guizhou"
 
 
 def test_replacing_a_partition_leaves_other_days_and_scopes_alone(url) -> None:
-    warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 5), "west_guizhou")
-    warehouse.publish(url, "nightly", D2, D3, rows("2026-11-25", 3), "west_guizhou")
-    warehouse.publish(url, "analyst-abc", D1, D2, rows("2026-11-24", 2), "west_ningxia")
-    outcome = warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 4, energy=2.0), "west_ningxia")
+    publish(url, NIGHTLY_D1, rows("2026-11-24", 5))
+    publish(url, Partition("nightly", D2, D3), rows("2026-11-25", 3))
+    publish(url, Partition("analyst-abc", D1, D2), rows("2026-11-24", 2), "west_ningxia")
+    outcome = publish(url, NIGHTLY_D1, rows("2026-11-24", 4, energy=2.0), "west_ningxia")
     assert outcome.changed and (outcome.rows_before, outcome.rows_after) == (5, 4)
-    assert [r["energy_kwh"] for r in warehouse.partition_rows(url, "nightly", D1, D2)] == [2.0] * 4
-    assert len(warehouse.partition_rows(url, "nightly", D2, D3)) == 3
-    assert len(warehouse.partition_rows(url, "analyst-abc", D1, D2)) == 2
+    assert [r["energy_kwh"] for r in warehouse.partition_rows(url, KPIS, NIGHTLY_D1)] == [2.0] * 4
+    assert len(warehouse.partition_rows(url, KPIS, Partition("nightly", D2, D3))) == 3
+    assert len(warehouse.partition_rows(url, KPIS, Partition("analyst-abc", D1, D2))) == 2
+
+
+def test_a_snapshot_target_is_replaced_whole_per_scope(url) -> None:
+    target = Target("snapshot_target", keys=("enterprise_id", "machine_id"))
+    whole = Partition("nightly")
+    publish(url, whole, rows("2026-11-24", 5).drop_columns(["day"]), target=target)
+    outcome = publish(url, whole, rows("2026-11-24", 2).drop_columns(["day"]), target=target)
+    assert (outcome.rows_before, outcome.rows_after) == (5, 2)
 
 
 def test_rows_outside_the_partition_are_refused_and_nothing_changes(url) -> None:
-    warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 5), "west_guizhou")
-    with pytest.raises(ValueError, match="outside the partition"):
-        warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 2) + rows("2026-11-25", 1), "west_guizhou")
-    assert len(warehouse.partition_rows(url, "nightly", D1, D2)) == 5
+    publish(url, NIGHTLY_D1, rows("2026-11-24", 5))
+    mixed = pa.concat_tables([rows("2026-11-24", 2), rows("2026-11-25", 1)])
+    with pytest.raises(PublishError, match="outside the partition"):
+        publish(url, NIGHTLY_D1, mixed)
+    assert len(warehouse.partition_rows(url, KPIS, NIGHTLY_D1)) == 5
 
 
-def test_a_failed_insert_rolls_back_the_delete(url) -> None:
-    warehouse.publish(url, "nightly", D1, D2, rows("2026-11-24", 5), "west_guizhou")
-    duplicate_keys = rows("2026-11-24", 2) + rows("2026-11-24", 2)
+def test_a_result_without_the_key_columns_is_refused(url) -> None:
+    with pytest.raises(PublishError, match="lacks the target's column"):
+        publish(url, NIGHTLY_D1, rows("2026-11-24", 2).drop_columns(["machine_id"]))
+
+
+def test_a_failed_ingest_rolls_back_the_delete(url) -> None:
+    publish(url, NIGHTLY_D1, rows("2026-11-24", 5))
+    duplicate_keys = pa.concat_tables([rows("2026-11-24", 2), rows("2026-11-24", 2)])
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
-        warehouse.publish(url, "nightly", D1, D2, duplicate_keys, "west_guizhou")
-    assert len(warehouse.partition_rows(url, "nightly", D1, D2)) == 5
+        publish(url, NIGHTLY_D1, duplicate_keys)
+    assert len(warehouse.partition_rows(url, KPIS, NIGHTLY_D1)) == 5

@@ -7,7 +7,7 @@ import io
 import pyarrow as pa
 import pytest
 
-from westnode import wire
+from eastwest.west import protocol, wire
 
 
 def table(rows: int = 200_000) -> pa.Table:
@@ -113,9 +113,25 @@ def test_non_arrow_bytes_with_the_right_digest_fail_row_verification(tmp_path) -
 
 def test_framing() -> None:
     sha = "ab" * 32
-    stream = io.BytesIO(wire.frame_header(sha, 42) + b"x" * 42 + wire.END)
-    assert wire.read_frame_header(stream) == (sha, 42)
+    stream = io.BytesIO(protocol.frame_header(sha, 42) + b"x" * 42 + protocol.END)
+    assert protocol.read_frame_header(stream) == (sha, 42)
     stream.read(42)
-    assert wire.read_frame_header(stream) is None
-    with pytest.raises(wire.VerificationError, match="malformed"):
-        wire.read_frame_header(io.BytesIO(b"../../etc/passwd 12\n"))
+    assert protocol.read_frame_header(stream) is None
+    assert protocol.read_frame_header(io.BytesIO(b"")) is None  # a closed stream ends too
+    with pytest.raises(protocol.FrameError, match="malformed"):
+        protocol.read_frame_header(io.BytesIO(b"../../etc/passwd 12\n"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"AB" * 32 + b" 1\n", b"ab" * 32 + b" -1\n", b"ab" * 32 + b"\n", b"ab" * 31 + b" 1\n", b"\xff" * 64 + b" 1\n"],
+)
+def test_frame_header_must_be_lowercase_sha256_and_a_size(line) -> None:
+    with pytest.raises(protocol.FrameError, match="malformed chunk header"):
+        protocol.read_frame_header(io.BytesIO(line))
+
+
+def test_chunk_store_refuses_paths_that_are_not_digests(tmp_path) -> None:
+    store = wire.ChunkStore(tmp_path)
+    with pytest.raises(wire.VerificationError, match="is not a SHA-256 digest"):
+        store.path("../../etc/passwd")

@@ -29,7 +29,9 @@ from zoneinfo import ZoneInfo
 from eastwest.settings import LOCAL_TZ, get_settings
 from eastwest_dev import REPO_ROOT, localhubs
 
-DAGS_DIR = REPO_ROOT / "dags"
+#: The project whose DAGs run: this repository, or EASTWEST_PROJECT_DIR.
+PROJECT_DIR = Path(os.environ.get("EASTWEST_PROJECT_DIR") or REPO_ROOT).resolve()
+DAGS_DIR = PROJECT_DIR / "dags"
 
 
 @contextmanager

@@ -168,7 +168,9 @@ def load_day(url: str, day: date, batches: Iterator[Any]) -> int:
         arrowdb.execute(conn, url, delete, _bounds(day)).close()
         for batch in batches:
             if arrowdb.dialect_of(url) == "sqlite":  # SQLite keeps times as text
-                batch = batch.set_column(0, pa.field("ts", pa.string()), pc.strftime(batch.column(0).cast(pa.timestamp("s")), TS_FORMAT))
+                batch = batch.set_column(
+                    0, pa.field("ts", pa.string()), pc.strftime(batch.column(0).cast(pa.timestamp("s")), TS_FORMAT)
+                )
             rows += batch.num_rows
             arrowdb.ingest(conn, "readings", pa.Table.from_batches([batch]))
         conn.commit()

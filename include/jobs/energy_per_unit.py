@@ -79,11 +79,13 @@ def transform(readings: pl.LazyFrame, orders: pl.LazyFrame, params: dict) -> pl.
         .agg(
             pl.len().cast(pl.Int64).alias("orders"),
             pl.col("units").sum().cast(pl.Int64).alias("units"),
-            pl.col("energy_kwh").sum().cast(pl.Float64).alias("energy_kwh"),
+            # Rounded to a milliwatt-hour: a parallel sum's last bits depend on thread scheduling,
+            # and a rerun (on any hub) must publish the very same rows.
+            pl.col("energy_kwh").sum().round(6).cast(pl.Float64).alias("energy_kwh"),
             pl.col("readings").sum().cast(pl.Int64).alias("readings"),
             (pl.col("readings") == 0).sum().cast(pl.Int64).alias("orders_without_readings"),
         )
-        .with_columns((pl.col("energy_kwh") / pl.col("units")).alias("energy_per_unit_kwh"))
+        .with_columns((pl.col("energy_kwh") / pl.col("units")).round(9).alias("energy_per_unit_kwh"))
         .select(*KEYS, "orders", "units", "energy_kwh", "energy_per_unit_kwh", "readings", "orders_without_readings")
         .sort(KEYS)
     )

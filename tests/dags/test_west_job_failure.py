@@ -1,11 +1,17 @@
-"""A test-only DAG: runs the daily_kpis job on a hub for a run that shipped nothing, so the job fails."""
+"""A test-only DAG: installs the real job bundle on a hub but ships no inputs, so the daily_kpis job fails."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, task
 
-from eastwest.operators import WestJobOperator
+from eastwest.airflow.operators import WestJobOperator
+
+HUB = "west_guizhou"
+RUN_KEY = "test_west_job_failure.nothing-shipped.20261124-20261125"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "include" / "jobs"
 
 with DAG(
     "test_west_job_failure",
@@ -18,16 +24,39 @@ with DAG(
 
     @task
     def plan() -> dict:
-        from datetime import date
+        """A plan with the fields of ``eastwest.east.plan.Plan`` for a run that ships nothing."""
+        return {
+            "dag_id": "test_west_job_failure",
+            "scope": "nothing-shipped",
+            "run_key": RUN_KEY,
+            "hub": HUB,
+            "job": "daily_kpis",
+            "params": {},
+            "start": "2026-11-23T16:00:00",
+            "end": "2026-11-24T16:00:00",
+            "start_day": "2026-11-24",
+            "end_day": "2026-11-25",
+        }
 
-        from eastwest.pipeline import make_plan
+    @task
+    def ship() -> dict:
+        """Ship and install the project's job bundle on the hub, and nothing else (no inputs)."""
+        import tempfile
 
-        return make_plan(
-            scope="nothing-shipped",
-            start_day=date(2026, 11, 24),
-            end_day=date(2026, 11, 25),
-            hub="west_guizhou",
-            job="daily_kpis",
-        ).to_dict()
+        from eastwest.hub.hook import WestHubHook
+        from eastwest.hub.transfer import TransferEngine
+        from eastwest.west import bundle, protocol, wire
 
-    WestJobOperator(task_id="compute", plan=plan())
+        files = bundle.collect(JOBS_DIR)
+        digest = bundle.digest_of(bundle.describe(files))
+        table = bundle.to_table(files)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = wire.ChunkStore(Path(tmp))
+            manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
+            TransferEngine(HUB).push(RUN_KEY, protocol.BUNDLE_DATASET, store, manifest)
+        WestHubHook(HUB).install_bundle(RUN_KEY, digest)
+        return {"bundle": digest}
+
+    shipped = ship()
+    compute = WestJobOperator(task_id="compute", plan=plan(), bundle_task="ship")
+    shipped >> compute

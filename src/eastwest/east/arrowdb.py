@@ -103,28 +103,69 @@ def read_batches(url: str, sql: str, params: Mapping[str, Any] | None = None) ->
     PostgreSQL: the driver materialises a query with bound parameters whole, so it runs inside a
     server-side cursor read ``BATCH_ROWS`` at a time (apache/arrow-adbc#2029).
     """
-    text, values = compile_sql(url, sql, params)
     with connect(url) as conn:
-        cursor = conn.cursor()
-        try:
-            if dialect_of(url) == "sqlite":
-                cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
-                cursor.execute(text, values or None)
-                for batch in cursor.fetch_record_batch():
-                    if batch.num_rows:
-                        yield batch
-            else:
-                cursor.execute(f"DECLARE eastwest_extract NO SCROLL CURSOR FOR {text}", values or None)
-                cursor.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
-                while True:
-                    cursor.execute(f"FETCH FORWARD {BATCH_ROWS} FROM eastwest_extract")
-                    table = cursor.fetch_arrow_table()
-                    if table.num_rows == 0:
-                        break
-                    yield from table.combine_chunks().to_batches()
-                conn.rollback()  # read-only: ends the transaction that holds the cursor
-        finally:
-            cursor.close()
+        yield from _read_on(conn, url, sql, params or {})
+
+
+def read_slices(url: str, sql: str, slices: Sequence[Mapping[str, Any]], workers: int = 2) -> Iterator[Any]:
+    """Stream the results of ``sql`` for each parameter set of ``slices``, in order, read ``workers`` at a time.
+
+    Each worker thread has its own connection; the drivers release the GIL while they read, so
+    slices are read in parallel while the caller consumes the earlier ones. At most ``workers + 1``
+    slices are held in memory, so a long interval never is.
+    """
+    import threading
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
+    local = threading.local()
+    stack = ExitStack()
+    lock = threading.Lock()
+
+    def read(params: Mapping[str, Any]) -> list[Any]:
+        if not hasattr(local, "conn"):
+            with lock:
+                local.conn = stack.enter_context(connect(url))
+        return list(_read_on(local.conn, url, sql, params))
+
+    with stack, ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="extract") as pool:
+        pending: deque[Any] = deque()
+        todo = iter(slices)
+        for params in todo:
+            pending.append(pool.submit(read, params))
+            if len(pending) > workers:
+                break
+        while pending:
+            batches = pending.popleft().result()
+            next_params = next(todo, None)
+            if next_params is not None:
+                pending.append(pool.submit(read, next_params))
+            yield from batches
+
+
+def _read_on(conn: Any, url: str, sql: str, params: Mapping[str, Any]) -> Iterator[Any]:
+    text, values = compile_sql(url, sql, params)
+    cursor = conn.cursor()
+    try:
+        if dialect_of(url) == "sqlite":
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+            cursor.execute(text, values or None)
+            for batch in cursor.fetch_record_batch():
+                if batch.num_rows:
+                    yield batch
+        else:
+            cursor.execute(f"DECLARE eastwest_extract NO SCROLL CURSOR FOR {text}", values or None)
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
+            while True:
+                cursor.execute(f"FETCH FORWARD {BATCH_ROWS} FROM eastwest_extract")
+                table = cursor.fetch_arrow_table()
+                if table.num_rows == 0:
+                    break
+                yield from table.combine_chunks().to_batches()
+            conn.rollback()  # read-only: ends the transaction that holds the cursor
+    finally:
+        cursor.close()
 
 
 def read_table(url: str, sql: str, params: Mapping[str, Any] | None = None) -> Any:

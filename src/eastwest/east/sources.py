@@ -1,7 +1,8 @@
 """Read a run's inputs as Arrow record batches: SQL queries on a database, or landing files.
 
-Both kinds stream: a query is read batch by batch from the ADBC driver, a landing file batch by
-batch from its CSV or Parquet reader, so memory holds one batch whatever the interval. The input's
+Both kinds stream: a query is read batch by batch from the ADBC driver (an interval as hourly
+slices, two read in parallel and passed on in time order), a landing file batch by batch from its
+CSV or Parquet reader, so memory holds a few batches whatever the interval. The input's
 schema is the source's own (the driver's Arrow schema, or the files'); the time column of a
 SQLite source, which SQLite keeps as text, becomes ``timestamp[us]``.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import glob as globlib
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ from eastwest.east import arrowdb, sql
 from eastwest.east.connections import database_url
 from eastwest.east.plan import Plan
 from eastwest.settings import Project, Settings
+
+#: An interval input is read as consecutive time slices of this length, READERS at a time, and
+#: concatenated in time order (see BENCHMARKS.md: two readers on two cores nearly halve extraction).
+SLICE = timedelta(hours=1)
+READERS = 2
 
 
 class InputError(ValueError):
@@ -37,11 +43,23 @@ def sql_batches(item: SqlInput, plan: Plan, project: Project) -> Iterator[Any]:
     except jinja2.TemplateError as exc:
         raise InputError(f"input {item.name}: sql/{item.sql} does not render: {exc}") from exc
     binds: dict[str, Any] = dict(plan.params)
-    if item.interval:
+    if not item.interval:
+        batches = arrowdb.read_batches(url, text, binds)
+    else:
         assert plan.start is not None and plan.end is not None
-        binds.update(start=datetime.fromisoformat(plan.start), end=datetime.fromisoformat(plan.end))
-    for batch in arrowdb.read_batches(url, text, binds):
+        slices = time_slices(datetime.fromisoformat(plan.start), datetime.fromisoformat(plan.end))
+        batches = arrowdb.read_slices(url, text, [{**binds, "start": a, "end": b} for a, b in slices], READERS)
+    for batch in batches:
         yield _normalise_time(batch, item.time_column)
+
+
+def time_slices(start: datetime, end: datetime, step: timedelta = SLICE) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into consecutive slices of ``step`` (the last may be shorter)."""
+    slices = []
+    while start < end:
+        slices.append((start, min(start + step, end)))
+        start += step
+    return slices
 
 
 def _normalise_time(batch: Any, column: str | None) -> Any:
@@ -115,8 +133,34 @@ def _csv_batches(path: Path, item: LandingFiles, schema: Any | None) -> Iterator
         reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         yield from reader
     except pa.ArrowInvalid as exc:
-        message = str(exc).replace("CSV conversion error", "cannot convert").splitlines()[0]
-        raise InputError(f"input {item.name}: {path}: {message} (counting the header as row 0)") from None
+        raise InputError(f"input {item.name}: {path}: {_csv_problem(path, convert, str(exc))}") from None
+
+
+def _csv_problem(path: Path, convert: Any, message: str) -> str:
+    """Say which line of a CSV file holds the value that does not parse (pyarrow names only the column)."""
+    import re
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    first = message.splitlines()[0]
+    found = re.search(r"In CSV column #(\d+)", first)
+    if not found:
+        return first
+    try:
+        raw = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
+        index = int(found.group(1))
+        name = raw.schema.names[index]
+        wanted = convert.column_types.get(name)
+        column = raw.column(index).cast(pa.string()).to_pylist()
+    except (pa.ArrowInvalid, IndexError, KeyError):
+        return first
+    for row, value in enumerate(column):
+        try:
+            pa.array([value], pa.string()).cast(wanted)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return f"line {row + 2}: column {name} value {str(value)[:40]!r} is not {wanted}"
+    return first
 
 
 def landing_batches(item: LandingFiles, plan: Plan, settings: Settings) -> Iterator[Any]:

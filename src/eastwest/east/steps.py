@@ -11,13 +11,14 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from eastwest.config import Workload
+from eastwest.config import Input, Workload
 from eastwest.east import sources
 from eastwest.east.plan import Plan
 from eastwest.settings import Project, Settings, get_settings
@@ -78,59 +79,61 @@ class RunContext:
 # -- east: extract -----------------------------------------------------------------------------------
 
 
-def extract(ctx: RunContext, plan: Plan) -> dict[str, Any]:
-    """Stream every input into compressed Arrow chunks, batch by batch; refuse a changed schema."""
+def extract_input(ctx: RunContext, plan: Plan, item: Input) -> dict[str, Any]:
+    """Stream one input into the run's chunk store; refuse it if its schema changed since the last publish."""
     from eastwest.east import warehouse
     from eastwest.east.connections import database_url
 
-    store = ctx.store(plan)
-    out: dict[str, Any] = {"inputs": {}}
-    schemas: dict[str, str] = {}
-    for item in ctx.workload.inputs:
-        started = time.monotonic()
-        batches = sources.batches(item, plan, ctx.project, ctx.settings)
-        first = next(batches, None)
-        if first is None:
-            raise sources.InputError(
-                f"input {item.name} has no rows for {plan.describe()}; nothing to compute "
-                f"({'load the day first' if plan.interval else 'the source is empty'})"
-            )
-        text = sources.schema_json(first.schema)
-        recorded = warehouse.recorded_schema(database_url(ctx.workload.target.conn_id), ctx.dag_id, item.name)
-        if recorded is not None and recorded != text:
-            raise InputChanged(
-                f"the schema of input {item.name} changed since it was last published: "
-                f"{'; '.join(sources.schema_changes(recorded, text))}. Nothing was published. If the change is "
-                f"intended, adapt the job {ctx.workload.job} and its suite, then accept the new schema with "
-                f"`python -m eastwest.east.schemas accept {ctx.dag_id} {item.name}`"
-            )
-        schemas[item.name] = text
-
-        def chained(first: Any = first, rest: Any = batches) -> Any:
-            yield first
-            yield from rest
-
-        manifest = wire.write_chunks(chained(), first.schema, store)
-        seconds = time.monotonic() - started
-        wire.save_dataset_manifest(ctx.manifest_path(plan, item.name), manifest)
-        log.info(
-            "extracted %s: %s rows, %.2f MB raw → %.2f MB zstd Arrow in %s chunks (%.1fx) in %.2fs (%.0f rows/s)",
-            item.name,
-            manifest.rows,
-            manifest.raw_bytes / 1e6,
-            manifest.bytes / 1e6,
-            len(manifest.chunks),
-            manifest.raw_bytes / max(manifest.bytes, 1),
-            seconds,
-            manifest.rows / max(seconds, 1e-9),
+    started = time.monotonic()
+    batches = sources.batches(item, plan, ctx.project, ctx.settings)
+    first = next(batches, None)
+    if first is None:
+        raise sources.InputError(
+            f"input {item.name} has no rows for {plan.describe()}; nothing to compute "
+            f"({'load the day first' if plan.interval else 'the source is empty'})"
         )
-        out["inputs"][item.name] = {**manifest.summary(), "seconds": round(seconds, 3)}
-    (ctx.staging_dir(plan) / "schemas.json").write_text(json.dumps(schemas))
-    out["rows"] = sum(i["rows"] for i in out["inputs"].values())
-    out["raw_bytes"] = sum(i["raw_bytes"] for i in out["inputs"].values())
-    out["bytes"] = sum(i["bytes"] for i in out["inputs"].values())
-    out["seconds"] = round(sum(i["seconds"] for i in out["inputs"].values()), 3)
-    return out
+    text = sources.schema_json(first.schema)
+    recorded = warehouse.recorded_schema(database_url(ctx.workload.target.conn_id), ctx.dag_id, item.name)
+    if recorded is not None and recorded != text:
+        raise InputChanged(
+            f"the schema of input {item.name} changed since it was last published: "
+            f"{'; '.join(sources.schema_changes(recorded, text))}. Nothing was published. If the change is "
+            f"intended, adapt the job {ctx.workload.job} and its suite, then accept the new schema with "
+            f"`python -m eastwest.east.schemas accept {ctx.dag_id} {item.name}`"
+        )
+
+    def chained() -> Iterator[Any]:
+        yield first
+        yield from batches
+
+    manifest = wire.write_chunks(chained(), first.schema, ctx.store(plan))
+    seconds = time.monotonic() - started
+    wire.save_dataset_manifest(ctx.manifest_path(plan, item.name), manifest)
+    log.info(
+        "extracted %s: %s rows, %.2f MB raw → %.2f MB zstd Arrow in %s chunks (%.1fx) in %.2fs (%.0f rows/s)",
+        item.name,
+        manifest.rows,
+        manifest.raw_bytes / 1e6,
+        manifest.bytes / 1e6,
+        len(manifest.chunks),
+        manifest.raw_bytes / max(manifest.bytes, 1),
+        seconds,
+        manifest.rows / max(seconds, 1e-9),
+    )
+    return {**manifest.summary(), "seconds": round(seconds, 3), "schema": text}
+
+
+def extract(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    """Stream every input into compressed Arrow chunks, batch by batch (one batch in memory)."""
+    inputs = {item.name: extract_input(ctx, plan, item) for item in ctx.workload.inputs}
+    (ctx.staging_dir(plan) / "schemas.json").write_text(json.dumps({n: m["schema"] for n, m in inputs.items()}))
+    return {
+        "inputs": {n: {k: v for k, v in m.items() if k != "schema"} for n, m in inputs.items()},
+        "rows": sum(m["rows"] for m in inputs.values()),
+        "raw_bytes": sum(m["raw_bytes"] for m in inputs.values()),
+        "bytes": sum(m["bytes"] for m in inputs.values()),
+        "seconds": round(sum(m["seconds"] for m in inputs.values()), 3),
+    }
 
 
 # -- hub: ship, fetch ---------------------------------------------------------------------------------

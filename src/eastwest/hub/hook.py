@@ -4,7 +4,7 @@
 connect retries) with the hub protocol: run the western runner, store job parameters, read job
 metrics, clean up a run. Every remote command is the western runner with
 validated, ``shlex``-quoted arguments; values travel on stdin, never inside a shell string.
-Moving datasets is the transfer engine's job (``eastwest.transfer``), built on this hook.
+Moving datasets is the transfer engine's job (``eastwest.hub.transfer``), built on this hook.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The transfer engine: the one path by which datasets move between the east and a western hub.
 
-A dataset is a list of content-addressed chunks (``westnode.wire``). Shipping asks the hub which
+A dataset is a list of content-addressed chunks (``eastwest.west.wire``). Shipping asks the hub which
 chunks it already holds intact, sends only the others over N parallel SSH connections, has the hub
 verify each chunk on arrival (a chunk that fails is sent again), and finally has the hub verify the
 assembled dataset (digests and row counts) before it gets its name. Fetching does the same in

@@ -54,7 +54,7 @@ def _name(value: str) -> str:
 
 
 def log(message: str, *args: object) -> None:
-    print(f"[westnode] {message % args if args else message}", file=sys.stderr, flush=True)
+    print(f"[eastwest.west] {message % args if args else message}", file=sys.stderr, flush=True)
 
 
 def run_dir(root: Path, run: str, *, create: bool = False) -> Path:
@@ -75,7 +75,7 @@ def dataset_path(root: Path, run: str, name: str) -> Path:
 def _read_digests(raw: bytes) -> list[str]:
     try:
         digests = json.loads(raw or b"[]")
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RunnerError(f"expected a JSON list of chunk digests: {exc}", EXIT_USAGE) from exc
     if not isinstance(digests, list) or not all(isinstance(d, str) and SHA256_HEX.fullmatch(d) for d in digests):
         raise RunnerError("expected a JSON list of hex SHA-256 chunk digests", EXIT_USAGE)
@@ -120,7 +120,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     try:
         manifest = wire.DatasetManifest.from_json(sys.stdin.buffer.read())
         store(args.root).verify_dataset(manifest)
-    except (wire.VerificationError, ValueError, KeyError) as exc:
+    except (wire.VerificationError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise RunnerError(f"dataset {args.name} failed verification: {exc}", EXIT_VERIFY) from exc
     wire.save_dataset_manifest(dataset_path(args.root, args.run, args.name), manifest)
     log(
@@ -207,7 +207,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     _, spec = _job_spec(args.root, args.bundle, args.job)
     try:
         params = json.loads(sys.stdin.buffer.read() or b"{}")
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RunnerError(f"parameters for {args.job} are not valid JSON: {exc}", EXIT_USAGE) from exc
     try:
         checked = jobs.check_params(spec, params)
@@ -244,7 +244,7 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
     params_path = rdir / f"{args.job}.params.json"
     try:
         params = jobs.check_params(spec, json.loads(params_path.read_text()) if params_path.exists() else {})
-    except (jobs.JobError, json.JSONDecodeError) as exc:
+    except (jobs.JobError, ValueError, RecursionError) as exc:
         raise RunnerError(f"stored parameters for {args.job} are not valid: {exc}", EXIT_USAGE) from exc
     chunks = store(args.root)
     frames = {}
