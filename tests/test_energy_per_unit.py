@@ -88,7 +88,36 @@ def expected(rows: list[tuple]) -> pl.DataFrame:
 
 
 def run(readings_lf: pl.LazyFrame, orders_lf: pl.LazyFrame, **params: object) -> pl.DataFrame:
-    return job.transform(readings=readings_lf, orders=orders_lf, params=params).collect()
+    """The job's result without ``coverage`` (tested on its own below)."""
+    return job.transform(readings=readings_lf, orders=orders_lf, params=params).collect().drop("coverage")
+
+
+def test_coverage_is_readings_over_the_orders_minutes() -> None:
+    """An order of 3 minutes with 2 readings (one minute missing) has two thirds coverage."""
+    readings_lf = pl.LazyFrame(
+        {
+            "ts": [START, START + timedelta(minutes=1), START + timedelta(minutes=5)],
+            "enterprise_id": ["E0001"] * 3,
+            "machine_id": ["E0001-M01"] * 3,
+            "power_kw": [60.0, 60.0, 60.0],
+        },
+        schema_overrides={"ts": pl.Datetime("us")},
+    )
+    orders_lf = pl.LazyFrame(
+        {
+            "order_id": ["o1"],
+            "enterprise_id": ["E0001"],
+            "machine_id": ["E0001-M01"],
+            "product": ["P-gear"],
+            "units": [3],
+            "start_time": ["2026-11-24 00:00:00"],
+            "end_time": ["2026-11-24 00:03:00"],
+        }
+    )
+    got = job.transform(readings=readings_lf, orders=orders_lf, params={"tz": "Asia/Shanghai"}).collect()
+    assert got["readings"].to_list() == [2]
+    assert got["coverage"].to_list() == [round(2 / 3, 6)]
+    assert got["energy_kwh"].to_list() == [2.0]
 
 
 def test_declaration_is_literal_and_matches_the_contract() -> None:
@@ -238,7 +267,8 @@ def test_a_generated_day_gives_energy_for_every_product(tmp_path: Path, landed: 
         assert orders_lf.collect_schema()["start_time"] == pl.Datetime("us")
     else:
         orders_lf = pl.from_arrow(generate_orders(DAY, 12)).lazy()
-    got = run(telemetry.lazy(), orders_lf)
+    got = job.transform(readings=telemetry.lazy(), orders=orders_lf, params={"tz": "Asia/Shanghai"}).collect()
+    assert (got["coverage"] >= 0.95).all()  # generated telemetry reads every minute of every order
 
     suite = json.loads(SUITE.read_text())
     suite_columns = {e["kwargs"]["column"] for e in suite["expectations"] if "column" in e["kwargs"]}

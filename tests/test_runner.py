@@ -55,7 +55,7 @@ def ship(
 
 
 def bundle_dataset(files: dict[str, bytes], store: wire.ChunkStore) -> tuple[str, wire.DatasetManifest]:
-    """A bundle as the east ships it (``eastwest.east.steps.build_bundle``): its digest and its dataset."""
+    """A bundle as the east ships it (``TransferEngine.push_bundle``): its digest and its dataset."""
     table = bundle.to_table(files)
     manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
     return bundle.digest_of(bundle.describe(files)), manifest

@@ -57,6 +57,8 @@ def test_following_the_tutorial_publishes_and_a_rerun_changes_nothing(tmp_path, 
     home = tmp_path / "airflow"
     env = {
         **os.environ,
+        # The copy's own library and tools, not the ones the test runs from.
+        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(project / "dev"), str(project / "include")]),
         "EASTWEST_PROJECT_DIR": str(project),
         "EASTWEST_DATA_DIR": str(tmp_path / "data"),
         "AIRFLOW_HOME": str(home),
@@ -69,7 +71,8 @@ def test_following_the_tutorial_publishes_and_a_rerun_changes_nothing(tmp_path, 
     migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
 
-    # Step 4, `make run DAG=peak_power DATE=2026-11-24`, is this command with the Makefile's settings.
+    # Step 4, `make run DAG=peak_power DATE=2026-11-24`: the command that target runs, with the
+    # settings the Makefile exports (the test's own hubs instead of starting the demo's).
     run = [sys.executable, "-m", "eastwest_dev.demo", "--dag", "peak_power", "--date", "2026-11-24", "--machines", "20"]
     first = subprocess.run(run, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -89,3 +92,10 @@ def test_following_the_tutorial_publishes_and_a_rerun_changes_nothing(tmp_path, 
     )
     assert tested.returncode == 0, tested.stdout[-3000:]
     assert "1 passed" in tested.stdout
+    used = subprocess.run(  # the copy's library was the one in use
+        [sys.executable, "-c", "import eastwest, eastwest_dev; print(eastwest.__file__, eastwest_dev.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert all(path.startswith(str(project)) for path in used), used

@@ -7,7 +7,9 @@ times are converted from ``tz`` to the readings' naive UTC. Orders are then summ
 of their start, enterprise and product.
 
 An order that matched no reading still counts, with zero energy; ``orders_without_readings`` says
-how many there were, so validation can reject a day whose telemetry does not cover its orders.
+how many there were, and ``coverage`` (readings over the orders' minutes, one reading a minute)
+how much of the work the telemetry saw, so validation can reject a day whose telemetry does not
+cover its orders (a gap, or an order that runs past the end of the run's interval).
 """
 
 from __future__ import annotations
@@ -49,10 +51,16 @@ def transform(readings: pl.LazyFrame, orders: pl.LazyFrame, params: dict) -> pl.
     tz = params.get("tz", PARAMS["tz"]["default"])
     order_schema = orders.collect_schema()
 
-    timed = orders.with_row_index(_ORDER).with_columns(
-        _to_utc("start_time", order_schema["start_time"], tz).alias("start_utc"),
-        _to_utc("end_time", order_schema["end_time"], tz).alias("end_utc"),
-        pl.col("units").cast(pl.Int64),
+    timed = (
+        orders.with_row_index(_ORDER)
+        .with_columns(
+            _to_utc("start_time", order_schema["start_time"], tz).alias("start_utc"),
+            _to_utc("end_time", order_schema["end_time"], tz).alias("end_utc"),
+            pl.col("units").cast(pl.Int64),
+        )
+        .with_columns(
+            ((pl.col("end_utc") - pl.col("start_utc")).dt.total_minutes()).cast(pl.Int64).alias("_minutes"),
+        )
     )
     spans = timed.select(_ORDER, "enterprise_id", "machine_id", "start_utc", "end_utc")
     # Each reading meets only its own machine's few orders, so the equi-join stays small.
@@ -83,9 +91,21 @@ def transform(readings: pl.LazyFrame, orders: pl.LazyFrame, params: dict) -> pl.
             # and a rerun (on any hub) must publish the very same rows.
             pl.col("energy_kwh").sum().round(6).cast(pl.Float64).alias("energy_kwh"),
             pl.col("readings").sum().cast(pl.Int64).alias("readings"),
+            # One reading a minute: readings over the orders' minutes says how much of the work
+            # the telemetry saw (an order past the day's end, or a gap, shows as less than 1).
+            (pl.col("readings").sum() / pl.col("_minutes").sum().clip(lower_bound=1)).round(6).alias("coverage"),
             (pl.col("readings") == 0).sum().cast(pl.Int64).alias("orders_without_readings"),
         )
         .with_columns((pl.col("energy_kwh") / pl.col("units")).round(9).alias("energy_per_unit_kwh"))
-        .select(*KEYS, "orders", "units", "energy_kwh", "energy_per_unit_kwh", "readings", "orders_without_readings")
+        .select(
+            *KEYS,
+            "orders",
+            "units",
+            "energy_kwh",
+            "energy_per_unit_kwh",
+            "readings",
+            "coverage",
+            "orders_without_readings",
+        )
         .sort(KEYS)
     )

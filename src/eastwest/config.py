@@ -18,17 +18,16 @@ Nothing here imports Airflow or a heavy library.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eastwest.east.sql import IDENTIFIER
 from eastwest.settings import LOCAL_TZ, Project
 from eastwest.west import jobs
 from eastwest.west.protocol import is_safe_name
 
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Columns the warehouse adds to every target table.
 RESERVED_COLUMNS = ("scope", "hub")
 CSV_TYPES = ("string", "int64", "float64", "bool", "date", "timestamp")
@@ -80,15 +79,33 @@ class SqlInput:
     def interval(self) -> bool:
         return self.time_column is not None
 
-    def check(self, project: Project) -> None:
+    def check(self, project: Project, spec: jobs.JobSpec) -> None:
+        """The query exists, renders, and binds only ``:start``/``:end`` (with a time column) and job parameters."""
+        import jinja2
+        import sqlalchemy as sa
+
+        from eastwest.east import sql
+
         path = project.sql_dir / self.sql
         if not path.is_file():
             raise WorkloadError(f"SqlInput {self.name!r}: sql file {path} does not exist")
-        text = path.read_text()
-        if self.interval and not (re.search(r":start\b", text) and re.search(r":end\b", text)):
+        try:
+            text = sql.render_file(path, **dict.fromkeys(spec.params, True))
+        except jinja2.TemplateError as exc:
+            raise WorkloadError(f"SqlInput {self.name!r}: {self.sql} does not render: {exc}") from None
+        binds = set(sa.text(text)._bindparams)
+        if self.interval and not {"start", "end"} <= binds:
             raise WorkloadError(
                 f"SqlInput {self.name!r}: {self.sql} must filter {self.time_column} with the binds :start and :end "
                 "(or declare the input as a snapshot with time_column=None)"
+            )
+        allowed = set(spec.params) | ({"start", "end"} if self.interval else set())
+        unknown = sorted(binds - allowed)
+        if unknown:
+            raise WorkloadError(
+                f"SqlInput {self.name!r}: {self.sql} binds :{', :'.join(unknown)}, which "
+                f"{'a snapshot does not provide' if not self.interval else 'is not a parameter of the job'}; "
+                f"it may bind {', '.join(':' + a for a in sorted(allowed)) or 'nothing'}"
             )
 
 
@@ -130,7 +147,7 @@ class LandingFiles:
     def interval(self) -> bool:
         return "{{ ds }}" in self.glob
 
-    def check(self, project: Project) -> None:
+    def check(self, project: Project, spec: jobs.JobSpec) -> None:
         if "{{" in self.glob.replace("{{ ds }}", ""):
             raise WorkloadError(f"LandingFiles {self.name!r}: the only placeholder a glob may use is {{{{ ds }}}}")
 
@@ -246,7 +263,7 @@ class Workload:
             if name in self.params:
                 raise WorkloadError(f"Workload form: {name!r} is fixed in params; it cannot also be a form field")
         for item in self.inputs:
-            item.check(project)
+            item.check(project, spec)
         suite = project.suites_dir / str(self.suite)
         if not suite.is_file():
             raise WorkloadError(f"Workload suite: expectation suite {suite} does not exist")

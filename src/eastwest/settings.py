@@ -80,19 +80,20 @@ class Settings:
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
 
-    @property
-    def bundles_dir(self) -> Path:
-        return self.data_dir / "bundles"
-
     def embedded_url(self, conn_id: str) -> str | None:
         """The SQLite URL an embedded default connection id stands for, if it is one."""
         name = EMBEDDED_CONNECTIONS.get(conn_id)
         return f"sqlite:///{self.data_dir / name}" if name else None
 
 
-def get_settings() -> Settings:
-    """Read the settings from the environment (cheap; call it where needed)."""
-    data_dir = _env_path("EASTWEST_DATA_DIR", Path.cwd().resolve() / ".local" / "data")
+def get_settings(project: Project | None = None) -> Settings:
+    """Read the settings from the environment (cheap; call it where needed).
+
+    Without ``EASTWEST_DATA_DIR`` the data directory is the project's ``.local/data`` (the
+    working directory's when no project is known), the same for every Airflow process.
+    """
+    base = project.root if project is not None else Path.cwd().resolve()
+    data_dir = _env_path("EASTWEST_DATA_DIR", base / ".local" / "data")
     hubs = tuple(h.strip() for h in os.environ.get("EASTWEST_HUBS", ",".join(DEFAULT_HUBS)).split(",") if h.strip())
     for hub in hubs:
         check_name("hub in EASTWEST_HUBS", hub)

@@ -43,18 +43,11 @@ with DAG(
         """Ship and install the project's job bundle on the hub, and nothing else (no inputs)."""
         import tempfile
 
-        from eastwest.hub.hook import WestHubHook
         from eastwest.hub.transfer import TransferEngine
-        from eastwest.west import bundle, protocol, wire
+        from eastwest.west import wire
 
-        files = bundle.collect(JOBS_DIR)
-        digest = bundle.digest_of(bundle.describe(files))
-        table = bundle.to_table(files)
         with tempfile.TemporaryDirectory() as tmp:
-            store = wire.ChunkStore(Path(tmp))
-            manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
-            TransferEngine(HUB).push(RUN_KEY, protocol.BUNDLE_DATASET, store, manifest)
-        WestHubHook(HUB).install_bundle(RUN_KEY, digest)
+            digest = TransferEngine(HUB).push_bundle(RUN_KEY, JOBS_DIR, wire.ChunkStore(Path(tmp)))
         return {"bundle": digest}
 
     shipped = ship()

@@ -46,12 +46,14 @@ FINAL = (plans.PlanError, steps.ValidationFailed, steps.InputChanged, WorkloadEr
 
 
 def _final(step: Callable[[], Any]) -> Any:
+    from eastwest.east.connections import ConnectionNotFound
     from eastwest.east.sources import InputError
     from eastwest.east.warehouse import PublishError
+    from eastwest.west.jobs import JobError
 
     try:
         return step()
-    except (*FINAL, InputError, PublishError) as exc:
+    except (*FINAL, InputError, PublishError, ConnectionNotFound, JobError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -112,13 +114,13 @@ def east_west_dag(
     fileloc = sys._getframe(1).f_code.co_filename  # the DAG file, as Airflow finds it
     project = Project.for_dag_file(fileloc)
     spec = workload.check(project)
+    settings = get_settings(project)
     for conn_id in workload.connection_ids():
         if not connections.exists(conn_id):
             raise WorkloadError(
                 f"Workload: Airflow connection {conn_id!r} is not defined; add it (Admin → Connections or "
                 f"AIRFLOW_CONN_{conn_id.upper()}) or use east_source / east_warehouse"
             )
-    settings = get_settings()
     ctx = steps.RunContext(dag_id=dag_id, workload=workload, project=project, settings=settings)
     scheduled = schedule is not None
     with DAG(

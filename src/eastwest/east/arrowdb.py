@@ -222,9 +222,3 @@ def ingest(conn: Any, table: str, data: Any) -> int:
         return int(cursor.adbc_ingest(table, data, mode="append") or 0)
     finally:
         cursor.close()
-
-
-def ensure_columns(names: Sequence[str], available: Sequence[str], what: str) -> None:
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise ValueError(f"{what} lacks column(s) {', '.join(missing)}")

@@ -12,7 +12,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from eastwest.settings import get_settings
+from eastwest.settings import Settings, get_settings
+
+#: libpq options a postgres connection's extras may carry (TLS above all).
+LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name")
 
 
 class ConnectionNotFound(LookupError):
@@ -44,17 +47,22 @@ def url_of(conn: Any) -> str:
         auth = quote(conn.login or "", safe="")
         if conn.password:
             auth += ":" + quote(conn.password, safe="")
-        host = f"{conn.host or '127.0.0.1'}:{conn.port or 5432}"
-        return f"postgresql://{auth + '@' if auth else ''}{host}/{conn.schema or 'postgres'}"
+        name = conn.host or "127.0.0.1"
+        host = f"{'[' + name + ']' if ':' in name else name}:{conn.port or 5432}"
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+        query = "&".join(f"{k}={quote(str(extra[k]), safe='')}" for k in LIBPQ_OPTIONS if extra.get(k))
+        return (
+            f"postgresql://{auth + '@' if auth else ''}{host}/{conn.schema or 'postgres'}{'?' + query if query else ''}"
+        )
     raise ValueError(f"connection {conn.conn_id!r} has type {kind!r}; sources and warehouses are sqlite or postgres")
 
 
-def database_url(conn_id: str) -> str:
+def database_url(conn_id: str, settings: Settings | None = None) -> str:
     """The database URL of ``conn_id``; raises :class:`ConnectionNotFound` with what to do."""
     conn = _airflow_connection(conn_id)
     if conn is not None:
         return url_of(conn)
-    embedded = get_settings().embedded_url(conn_id)
+    embedded = (settings or get_settings()).embedded_url(conn_id)
     if embedded:
         return embedded
     raise ConnectionNotFound(
@@ -77,6 +85,7 @@ def redact(url: str) -> str:
     """A URL safe for logs: any password replaced."""
     if "@" not in url:
         return url
+    url = url.split("?", 1)[0]
     scheme, rest = url.split("://", 1)
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]

@@ -100,8 +100,11 @@ def make_plan(
         raise PlanError(str(exc)) from None
     if hub not in settings.hubs:
         raise PlanError(f"hub {hub!r} is not one of the configured hubs: {', '.join(settings.hubs)}")
+    given = {**workload.params, **(params or {})}
+    if "tz" in spec.params and "tz" not in given:  # the job's days are the workload's days
+        given["tz"] = workload.tz
     try:
-        job_params = jobs.check_params(spec, {**workload.params, **(params or {})})
+        job_params = jobs.check_params(spec, given)
     except jobs.JobError as exc:
         raise PlanError(str(exc)) from None
     if not workload.interval:

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from eastwest.east import arrowdb, sql
+from eastwest.east import arrowdb, sql, warehouse
 from eastwest.east.connections import database_url, redact
 
 
@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url = database_url(args.conn_id)
     with arrowdb.connect(url) as conn:
-        cursor = conn.cursor()
-        cursor.execute(sql.library("create_input_schemas.sql"))
-        cursor.close()
+        warehouse.ensure_schema_table(conn)
         if args.action == "accept":
             if not args.input:
                 parser.error("accept needs the input's name")

@@ -32,10 +32,16 @@ class InputError(ValueError):
     """An input that cannot be read as declared: no files, a malformed file, a wrong schema."""
 
 
-def sql_batches(item: SqlInput, plan: Plan, project: Project) -> Iterator[Any]:
+def sql_batches(item: SqlInput, plan: Plan, project: Project, settings: Settings | None = None) -> Iterator[Any]:
     """Stream an SQL input's rows for the plan's interval (or all of them for a snapshot)."""
-    url = database_url(item.conn_id)
     import jinja2
+
+    from eastwest.east.connections import ConnectionNotFound
+
+    try:
+        url = database_url(item.conn_id, settings)
+    except ConnectionNotFound as exc:
+        raise InputError(f"input {item.name}: {exc}") from None
 
     shape = {name: bool(value) for name, value in plan.params.items()}
     try:
@@ -49,8 +55,11 @@ def sql_batches(item: SqlInput, plan: Plan, project: Project) -> Iterator[Any]:
         assert plan.start is not None and plan.end is not None
         slices = time_slices(datetime.fromisoformat(plan.start), datetime.fromisoformat(plan.end))
         batches = arrowdb.read_slices(url, text, [{**binds, "start": a, "end": b} for a, b in slices], READERS)
-    for batch in batches:
-        yield _normalise_time(batch, item.time_column)
+    try:
+        for batch in batches:
+            yield _normalise_time(batch, item.time_column)
+    except KeyError as exc:  # a bind the query names but nobody provides
+        raise InputError(f"input {item.name}: sql/{item.sql}: {exc.args[0]}") from None
 
 
 def time_slices(start: datetime, end: datetime, step: timedelta = SLICE) -> list[tuple[datetime, datetime]]:
@@ -190,7 +199,7 @@ def landing_batches(item: LandingFiles, plan: Plan, settings: Settings) -> Itera
 
 def batches(item: SqlInput | LandingFiles, plan: Plan, project: Project, settings: Settings) -> Iterator[Any]:
     if isinstance(item, SqlInput):
-        return sql_batches(item, plan, project)
+        return sql_batches(item, plan, project, settings)
     return landing_batches(item, plan, settings)
 
 

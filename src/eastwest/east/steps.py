@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,7 @@ from eastwest.config import Input, Workload
 from eastwest.east import sources
 from eastwest.east.plan import Plan
 from eastwest.settings import Project, Settings, get_settings
-from eastwest.west import bundle, jobs, wire
-from eastwest.west.protocol import BUNDLE_DATASET
+from eastwest.west import wire
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +45,7 @@ class RunContext:
 
     @classmethod
     def create(cls, dag_id: str, workload: Workload, project: Project) -> RunContext:
-        return cls(dag_id=dag_id, workload=workload, project=project, settings=get_settings())
-
-    @cached_property
-    def spec(self) -> jobs.JobSpec:
-        return jobs.read_spec(self.project.jobs_dir, self.workload.job)
+        return cls(dag_id=dag_id, workload=workload, project=project, settings=get_settings(project))
 
     @property
     def suite(self) -> Path:
@@ -93,18 +87,27 @@ def extract_input(ctx: RunContext, plan: Plan, item: Input) -> dict[str, Any]:
             f"({'load the day first' if plan.interval else 'the source is empty'})"
         )
     text = sources.schema_json(first.schema)
-    recorded = warehouse.recorded_schema(database_url(ctx.workload.target.conn_id), ctx.dag_id, item.name)
+    recorded = warehouse.recorded_schema(database_url(ctx.workload.target.conn_id, ctx.settings), ctx.dag_id, item.name)
     if recorded is not None and recorded != text:
         raise InputChanged(
             f"the schema of input {item.name} changed since it was last published: "
             f"{'; '.join(sources.schema_changes(recorded, text))}. Nothing was published. If the change is "
             f"intended, adapt the job {ctx.workload.job} and its suite, then accept the new schema with "
-            f"`python -m eastwest.east.schemas accept {ctx.dag_id} {item.name}`"
+            f"`python -m eastwest.east.schemas accept {ctx.dag_id} {item.name} --conn-id {ctx.workload.target.conn_id}`"
         )
 
     def chained() -> Iterator[Any]:
         yield first
-        yield from batches
+        for batch in batches:  # every batch in the first one's schema (SQLite infers types per query)
+            if not batch.schema.equals(first.schema):
+                try:
+                    batch = batch.cast(first.schema)
+                except (ValueError, TypeError, NotImplementedError) as exc:
+                    raise sources.InputError(
+                        f"input {item.name}: a later batch has columns {sources.schema_text(batch.schema)}, the "
+                        f"first had {sources.schema_text(first.schema)} ({exc}); CAST the column in the query"
+                    ) from None
+            yield batch
 
     manifest = wire.write_chunks(chained(), first.schema, ctx.store(plan))
     seconds = time.monotonic() - started
@@ -139,27 +142,12 @@ def extract(ctx: RunContext, plan: Plan) -> dict[str, Any]:
 # -- hub: ship, fetch ---------------------------------------------------------------------------------
 
 
-def build_bundle(ctx: RunContext, plan: Plan) -> tuple[str, wire.DatasetManifest]:
-    """Write the job bundle (runner + the project's jobs) into the run's store; return its digest."""
-    files = bundle.collect(ctx.project.jobs_dir)
-    digest = bundle.digest_of(bundle.describe(files))
-    table = bundle.to_table(files)
-    manifest = wire.write_chunks(table.to_batches(), table.schema, ctx.store(plan), target_raw_bytes=64 << 20)
-    return digest, manifest
-
-
 def ship(ctx: RunContext, plan: Plan) -> dict[str, Any]:
     """Send the job bundle and the inputs' chunks the hub lacks; the hub verifies each before naming it."""
-    from eastwest.hub.hook import WestHubHook
     from eastwest.hub.transfer import TransferEngine
 
     engine = TransferEngine(plan.hub)
-    digest, bundle_manifest = build_bundle(ctx, plan)
-    engine.push(plan.run_key, BUNDLE_DATASET, ctx.store(plan), bundle_manifest)
-    WestHubHook(plan.hub).install_bundle(plan.run_key, digest)
-    log.info(
-        "job bundle %s (runner and the jobs of %s) is installed on %s", digest[:12], ctx.project.jobs_dir, plan.hub
-    )
+    digest = engine.push_bundle(plan.run_key, ctx.project.jobs_dir, ctx.store(plan))
     transfers = []
     for item in ctx.workload.inputs:
         manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, item.name))
@@ -257,7 +245,7 @@ def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
         start_day=date.fromisoformat(plan.start_day) if plan.start_day else None,
         end_day=date.fromisoformat(plan.end_day) if plan.end_day else None,
     )
-    url = database_url(ctx.workload.target.conn_id)
+    url = database_url(ctx.workload.target.conn_id, ctx.settings)
     started = time.monotonic()
     outcome = warehouse.publish(
         url, ctx.workload.target, partition, table, plan.hub, schema_records=schemas, dag_id=ctx.dag_id

@@ -84,9 +84,18 @@ def create_table(conn: Any, url: str, target: Target, schema: Any) -> None:
 
 def check_result(target: Target, schema: Any, partition: Partition, table: Any) -> None:
     """Refuse a result that lacks the target's columns or has rows outside the partition."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     names = schema.names
+    bad = [n for n in names if not sql.IDENTIFIER.fullmatch(n)]
+    if bad:
+        raise PublishError(f"result column {bad[0]!r} is not a plain lower-case name; alias it in the job")
+    if target.partition_column in names and not pa.types.is_date(schema.field(target.partition_column).type):
+        raise PublishError(
+            f"partition column {target.partition_column} is {schema.field(target.partition_column).type}, "
+            "not a date; cast it to a date in the job"
+        )
     clash = [c for c in RESERVED_COLUMNS if c in names]
     if clash:
         raise PublishError(f"the result has column(s) {', '.join(clash)}, which the warehouse adds; rename them")
@@ -159,7 +168,7 @@ def partition_rows(url: str, target: Target, partition: Partition) -> list[dict[
 # -- the inputs' schemas ---------------------------------------------------------------------------
 
 
-def _ensure_schema_table(conn: Any) -> None:
+def ensure_schema_table(conn: Any) -> None:
     cursor = conn.cursor()
     cursor.execute(sql.library("create_input_schemas.sql"))
     cursor.close()
@@ -168,7 +177,7 @@ def _ensure_schema_table(conn: Any) -> None:
 def recorded_schema(url: str, dag_id: str, name: str) -> str | None:
     """The schema input ``name`` of ``dag_id`` had when it was last published, if any."""
     with arrowdb.connect(url) as conn:
-        _ensure_schema_table(conn)
+        ensure_schema_table(conn)
         conn.commit()
         cursor = arrowdb.execute(conn, url, sql.library("select_input_schema.sql"), {"dag_id": dag_id, "input": name})
         found = cursor.fetchall()
@@ -177,7 +186,7 @@ def recorded_schema(url: str, dag_id: str, name: str) -> str | None:
 
 
 def record_schemas(conn: Any, url: str, dag_id: str, schemas: dict[str, str]) -> None:
-    _ensure_schema_table(conn)
+    ensure_schema_table(conn)
     for name, text in schemas.items():
         binds = {"dag_id": dag_id, "input": name}
         arrowdb.execute(conn, url, sql.library("delete_input_schema.sql"), binds).close()

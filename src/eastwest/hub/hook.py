@@ -91,6 +91,7 @@ class WestHubHook(SSHHook):
             f"PYTHONPATH={self.root}/opt",
             self.python,
             "-B",
+            "-P",  # never the working directory on sys.path: only the deployed runner
             "-m",
             "eastwest.west.runner",
             "--root",

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from eastwest.hub.hook import HubError, WestHubHook
 from eastwest.settings import get_settings
-from eastwest.west import protocol, wire
+from eastwest.west import bundle, protocol, wire
 from eastwest.west.protocol import check_name
 
 log = logging.getLogger(__name__)
@@ -411,6 +411,21 @@ class TransferEngine:
     def _payload(f: IO[bytes], chunk: wire.Manifest, size: int) -> bytes:
         """The next ``size`` bytes of a chunk (a seam the fault tests use)."""
         return f.read(size)
+
+    def push_bundle(self, run_key: str, jobs_dir: Path, store: wire.ChunkStore) -> str:
+        """Ship the job bundle of ``jobs_dir`` (the runner and every job) and have the hub install it.
+
+        The bundle travels as a one-chunk dataset like any data (a hub that has it receives
+        nothing) and is unpacked only if every file hashes to the bundle's digest; returns it.
+        """
+        files = bundle.collect(jobs_dir)
+        digest = bundle.digest_of(bundle.describe(files))
+        table = bundle.to_table(files)
+        manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
+        self.push(run_key, protocol.BUNDLE_DATASET, store, manifest)
+        self.control.install_bundle(run_key, digest)
+        log.info("job bundle %s (the runner and the jobs of %s) is installed on %s", digest[:12], jobs_dir, self.hub)
+        return digest
 
     # -- west → east -------------------------------------------------------------------------------
 

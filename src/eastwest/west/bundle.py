@@ -11,17 +11,18 @@ Standard library only, except :func:`to_table` / :func:`from_batches`, which nee
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from eastwest.west.protocol import SHA256_HEX
-
-IGNORED = ("__pycache__",)
+from eastwest.west.protocol import SAFE_NAME, SHA256_HEX
 
 
 class BundleError(ValueError):
@@ -58,22 +59,38 @@ def describe(files: dict[str, bytes]) -> dict[str, str]:
 
 
 def _safe_relpath(path: str) -> bool:
+    """Only ``eastwest/…/*.py`` and ``jobs/*.py`` with plain names (so ``path sha`` lines stay unambiguous)."""
     parts = path.split("/")
     return (
-        bool(path)
-        and not path.startswith("/")
-        and all(p not in ("", ".", "..") and not p.startswith(".") for p in parts)
-        and parts[0] in ("eastwest", "jobs")
+        parts[0] in ("eastwest", "jobs")
         and path.endswith(".py")
+        and all(SAFE_NAME.fullmatch(p) and not p.startswith(".") for p in parts)
     )
 
 
 def scan(directory: Path) -> dict[str, str]:
-    """``{path: sha256}`` of every file under ``directory`` (``__pycache__`` counts as a foreign file)."""
+    """``{path: sha256}`` of every regular file under ``directory``.
+
+    Anything else (a symlink, a device, a FIFO, ``__pycache__`` or any other extra directory with
+    no file of the bundle in it) raises :class:`BundleError`: a verified bundle is exactly its files.
+    """
     found = {}
-    for path in sorted(Path(directory).rglob("*")):
-        if path.is_file() or path.is_symlink():
-            found[path.relative_to(directory).as_posix()] = sha256_bytes(path.read_bytes())
+    directories = set()
+    for top, dirs, files in os.walk(directory, followlinks=False):
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            relative = path.relative_to(directory).as_posix()
+            mode = os.lstat(path).st_mode
+            if stat.S_ISDIR(mode):
+                directories.add(relative)
+            elif stat.S_ISREG(mode):
+                found[relative] = sha256_bytes(path.read_bytes())
+            else:
+                raise BundleError(f"bundle holds {relative!r}, which is not a regular file")
+    implied = {"/".join(p.split("/")[:i]) for p in found for i in range(1, p.count("/") + 1)}
+    extra = sorted(directories - implied)
+    if extra:
+        raise BundleError(f"bundle holds a directory that is not part of it: {extra[0]!r}")
     return found
 
 
@@ -82,15 +99,22 @@ def verify_installed(root: Path, digest: str) -> Path:
     if not SHA256_HEX.fullmatch(digest):
         raise BundleError(f"{digest!r} is not a bundle digest")
     directory = Path(root) / "bundles" / digest
-    if not directory.is_dir():
-        raise FileNotFoundError(f"bundle {digest[:12]} is not installed on this hub")
-    files = scan(directory)
+    try:
+        mode = os.lstat(directory).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"bundle {digest[:12]} is not installed on this hub") from None
+    if not stat.S_ISDIR(mode):
+        raise BundleError(f"bundle {digest[:12]} on this hub is not a plain directory")
+    try:
+        files = scan(directory)
+    except BundleError as exc:
+        raise BundleError(f"bundle {digest[:12]} on this hub was modified after it was installed: {exc}") from None
     if digest_of(files) != digest:
         raise BundleError(
             f"bundle {digest[:12]} on this hub was modified after it was installed "
-            f"({len(files)} files no longer hash to its digest); the east will ship it again after "
-            "the hub's operator removes the directory"
+            f"({len(files)} files no longer hash to its digest); the next run that ships it replaces it"
         )
+    os.utime(directory)  # recently used: kept by cleanup
     return directory
 
 
@@ -104,11 +128,11 @@ def install(root: Path, expected: str, files: dict[str, bytes]) -> Path:
         raise BundleError(f"bundle content hashes to {actual[:12]}, not the announced {expected[:12]}")
     bundles = Path(root) / "bundles"
     target = bundles / expected
-    if target.is_dir():
+    if os.path.lexists(target):
         try:
             return verify_installed(root, expected)
-        except BundleError:
-            shutil.rmtree(target)  # damaged: replace it with the verified copy
+        except BundleError:  # damaged: move it aside (a job may still run from it), install a fresh copy
+            os.rename(target, bundles / f".{expected[:12]}.damaged.{time.time_ns()}")
     bundles.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=bundles, prefix=f".{expected[:12]}.", suffix=".partial"))
     try:
@@ -116,13 +140,33 @@ def install(root: Path, expected: str, files: dict[str, bytes]) -> Path:
             out = tmp / path
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
-        os.rename(tmp, target)
-    except FileExistsError:  # a concurrent install won; keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        os.rename(tmp, target)
+    except OSError as exc:  # a concurrent install of the same bundle won: verify theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
     return verify_installed(root, expected)
+
+
+def collect_garbage(root: Path, keep_hours: float) -> int:
+    """Remove bundles nobody used for ``keep_hours`` and leftovers of failed installs; return how many."""
+    bundles = Path(root) / "bundles"
+    if not bundles.is_dir():
+        return 0
+    cutoff = time.time() - keep_hours * 3600
+    removed = 0
+    for entry in bundles.iterdir():
+        if os.lstat(entry).st_mtime < cutoff:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def to_table(files: dict[str, bytes]) -> Any:
@@ -145,6 +189,8 @@ def from_batches(batches: Iterable[Any]) -> dict[str, bytes]:
     for batch in batches:
         data = batch.to_pydict()
         for path, sha, content in zip(data["path"], data["sha256"], data["content"], strict=True):
+            if not isinstance(path, str) or not _safe_relpath(path):
+                raise BundleError(f"bundle file name {str(path)[:80]!r} is not allowed")
             if sha256_bytes(content) != sha:
                 raise BundleError(f"bundle file {path[:80]!r} does not hash to its digest")
             files[path] = content

@@ -33,6 +33,8 @@ from typing import Any
 from eastwest.west.protocol import is_safe_name
 
 TYPES = ("string", "number", "integer", "boolean", "array")
+#: Names an input may not have: the transform's own argument, and datasets the pipeline names itself.
+RESERVED_INPUTS = ("params", "bundle")
 MAX_STRING = 256
 MAX_ITEMS = 1000
 
@@ -56,7 +58,11 @@ class JobSpec:
 
 def job_names(jobs_dir: Path) -> list[str]:
     """The jobs of a jobs package: every public module in it."""
-    return sorted(p.stem for p in Path(jobs_dir).glob("*.py") if not p.stem.startswith("_") and is_safe_name(p.stem))
+    return sorted(
+        p.stem
+        for p in Path(jobs_dir).glob("*.py")
+        if p.stem.isidentifier() and not p.stem.startswith("_") and p.is_file() and not p.is_symlink()
+    )
 
 
 def job_path(jobs_dir: Path, name: str) -> Path:
@@ -83,18 +89,33 @@ def read_spec(jobs_dir: Path, name: str) -> JobSpec:
                         found[target.id] = ast.literal_eval(node.value)
                     except ValueError as exc:
                         raise JobError(f"job {name}: {target.id} in {path} must be a literal") from exc
-    has_transform = any(isinstance(n, ast.FunctionDef) and n.name == "transform" for n in tree.body)
-    if not has_transform:
+    transform = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "transform"), None)
+    if transform is None:
         raise JobError(f"job {name}: {path} defines no transform(...) function")
     inputs = found.get("INPUTS")
-    if not isinstance(inputs, tuple | list) or not inputs or not all(is_safe_name(i) for i in inputs):
-        raise JobError(f"job {name}: INPUTS must be a non-empty tuple of dataset names")
+    if (
+        not isinstance(inputs, tuple | list)
+        or not inputs
+        or not all(isinstance(i, str) and i.isidentifier() and is_safe_name(i) for i in inputs)
+    ):
+        raise JobError(f"job {name}: INPUTS must be a non-empty tuple of dataset names that are Python identifiers")
+    clash = [i for i in inputs if i in RESERVED_INPUTS or i == name]
+    if clash or len(set(inputs)) != len(inputs):
+        raise JobError(f"job {name}: input names must be unique and not {', '.join(sorted({*RESERVED_INPUTS, name}))}")
+    arguments = [a.arg for a in transform.args.args + transform.args.kwonlyargs]
+    if transform.args.kwarg is None and sorted(arguments) != sorted([*inputs, "params"]):
+        raise JobError(
+            f"job {name}: transform takes ({', '.join(arguments)}); it must take one argument per input "
+            f"({', '.join(inputs)}) and params"
+        )
     params = found.get("PARAMS", {})
     if not isinstance(params, dict):
         raise JobError(f"job {name}: PARAMS must be a dict of parameter schemas")
     for key, schema in params.items():
         if not is_safe_name(key) or not isinstance(schema, dict) or schema.get("type") not in TYPES:
             raise JobError(f"job {name}: PARAMS[{key!r}] must be a schema with a type among {', '.join(TYPES)}")
+        if schema["type"] == "array" and schema.get("items", {}).get("type", "string") != "string":
+            raise JobError(f"job {name}: PARAMS[{key!r}] may only be an array of strings")
         if "default" in schema:
             check_value(name, key, schema, schema["default"])
     return JobSpec(name=name, inputs=tuple(inputs), params=params, doc=ast.get_docstring(tree) or "")
@@ -121,6 +142,8 @@ def check_value(job: str, key: str, schema: dict[str, Any], value: Any) -> Any:
             raise _fail(job, key, f"must be at least {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
             raise _fail(job, key, f"must be at most {schema['maximum']}")
+        if "enum" in schema and value not in schema["enum"]:
+            raise _fail(job, key, f"must be one of {', '.join(map(str, schema['enum']))}")
         return value
     if kind == "string":
         return _check_string(job, key, schema, value)
@@ -153,6 +176,8 @@ def check_params(spec: JobSpec, params: Any, *, fill_defaults: bool = True) -> d
     """The parameters a job will receive: ``params`` checked against its ``PARAMS``, defaults filled in."""
     if not isinstance(params, dict):
         raise JobError(f"parameters for job {spec.name} must be an object of name: value")
+    if len(params) > 100:
+        raise JobError(f"parameters for job {spec.name}: at most 100")
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
         accepted = ", ".join(sorted(spec.params)) or "none"

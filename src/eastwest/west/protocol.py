@@ -43,7 +43,6 @@ BUNDLE_DATASET = "bundle"
 
 # -- exit codes -------------------------------------------------------------------------------------
 EXIT_OK = 0
-EXIT_FAILED = 1
 EXIT_USAGE = 2  # a malformed request, or a job / parameter the hub does not accept
 EXIT_VERIFY = 3  # bytes, rows or a bundle that are not what they claim to be
 EXIT_MISSING = 4  # a dataset, chunk or bundle that is not on the hub

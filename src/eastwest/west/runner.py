@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from eastwest.west import bundle, jobs, protocol, wire
-from eastwest.west.protocol import EXIT_MISSING, EXIT_USAGE, EXIT_VERIFY, SAFE_NAME, SHA256_HEX
+from eastwest.west.protocol import EXIT_MISSING, EXIT_USAGE, EXIT_VERIFY, SHA256_HEX
 
 #: Set in the environment of a runner that runs from inside a verified bundle.
 BUNDLE_ENV = "EASTWEST_BUNDLE"
@@ -48,9 +48,10 @@ class RunnerError(Exception):
 
 
 def _name(value: str) -> str:
-    if not SAFE_NAME.fullmatch(value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a safe name (letters, digits, '_', '.', '-')")
-    return value
+    try:
+        return protocol.check_name("argument", value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def log(message: str, *args: object) -> None:
@@ -203,7 +204,28 @@ def cmd_install_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_bundle(args: argparse.Namespace, *command: str) -> Path:
+    """Verify the bundle; unless this process already runs from it, exec the bundle's own runner.
+
+    ``-P`` keeps the working directory off ``sys.path`` and the environment names only the
+    verified bundle, so the code that continues is the code the east shipped.
+    """
+    directory = _bundle_dir(args.root, args.bundle)
+    here = Path(__file__).resolve()
+    if here.is_relative_to(directory.resolve()):
+        return directory
+    if os.environ.get(BUNDLE_ENV) == args.bundle:  # exec'ed once already and still not in the bundle
+        raise RunnerError(f"refused: the runner of bundle {args.bundle[:12]} did not load from it", EXIT_VERIFY)
+    argv = [sys.executable, "-B", "-P", "-m", "eastwest.west.runner", "--root", str(args.root), *command]
+    env = {**os.environ, "PYTHONPATH": str(directory), BUNDLE_ENV: args.bundle, "PYTHONDONTWRITEBYTECODE": "1"}
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def cmd_params(args: argparse.Namespace) -> int:
+    _in_bundle(args, protocol.PARAMS, args.run, args.job, "--bundle", args.bundle)
     _, spec = _job_spec(args.root, args.bundle, args.job)
     try:
         params = json.loads(sys.stdin.buffer.read() or b"{}")
@@ -222,15 +244,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    directory = _bundle_dir(args.root, args.bundle)
-    here = Path(__file__).resolve()
-    if os.environ.get(BUNDLE_ENV) != args.bundle or not here.is_relative_to(directory.resolve()):
-        # Run the bundle's own runner (the version the east shipped with these jobs), verified above.
-        argv = [sys.executable, "-B", "-m", "eastwest.west.runner", "--root", str(args.root)]
-        argv += [protocol.RUN, args.run, args.job, "--bundle", args.bundle]
-        env = {**os.environ, "PYTHONPATH": str(directory), BUNDLE_ENV: args.bundle, "PYTHONDONTWRITEBYTECODE": "1"}
-        sys.stderr.flush()
-        os.execve(sys.executable, argv, env)
+    directory = _in_bundle(args, protocol.RUN, args.run, args.job, "--bundle", args.bundle)
     return _run_job(args, directory)
 
 
@@ -309,6 +323,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     for partial in (args.root / "chunks").rglob(".*.partial"):  # left by a process killed with SIGKILL
         if partial.stat().st_mtime < time.time() - 3600:
             partial.unlink(missing_ok=True)
+    bundles = bundle.collect_garbage(args.root, args.keep_hours)
+    if bundles:
+        log("removed %s job bundles unused for %s hours", bundles, args.keep_hours)
     removed = 0
     for chunk in (args.root / "chunks").glob("*/*" + wire.SUFFIX):
         if chunk.stem not in referenced and chunk.stat().st_mtime < cutoff:
@@ -321,7 +338,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    print(json.dumps(jobs.job_names(_bundle_dir(args.root, args.bundle) / "jobs")), flush=True)
+    directory = _in_bundle(args, protocol.JOBS, "--bundle", args.bundle)
+    print(json.dumps(jobs.job_names(directory / "jobs")), flush=True)
     return 0
 
 
