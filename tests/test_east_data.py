@@ -82,9 +82,10 @@ def source(request, tmp_path, monkeypatch):
 
 
 def test_extract_streams_exactly_the_interval_with_the_sources_schema(source, monkeypatch) -> None:
-    monkeypatch.setattr(arrowdb, "BATCH_ROWS", 1000)
+    monkeypatch.setattr(arrowdb, "BATCH_ROWS", 100)
     batches = list(sources.sql_batches(READINGS, plan_for(KPIS), Project(ROOT)))
-    assert max(b.num_rows for b in batches) == 1000  # streamed, not one big read
+    assert max(b.num_rows for b in batches) == 100  # streamed batch by batch, never one big read
+    assert len(batches) >= 24 * 2  # every hourly slice (3 machines x 60 minutes) in batches of 100
     got = pa.Table.from_batches(batches)
     assert got.num_rows == 3 * 1440
     assert got.schema.field("ts").type == pa.timestamp("us")  # SQLite's text times become timestamps

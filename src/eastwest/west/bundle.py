@@ -12,6 +12,7 @@ Standard library only, except :func:`to_table` / :func:`from_batches`, which nee
 from __future__ import annotations
 
 import errno
+import re
 import hashlib
 import os
 import shutil
@@ -22,7 +23,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from eastwest.west.protocol import SAFE_NAME, SHA256_HEX
+from eastwest.west.protocol import SHA256_HEX
+
+#: One part of a bundle file's path: a plain file or package name (``__init__.py`` included).
+PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class BundleError(ValueError):
@@ -64,7 +68,7 @@ def _safe_relpath(path: str) -> bool:
     return (
         parts[0] in ("eastwest", "jobs")
         and path.endswith(".py")
-        and all(SAFE_NAME.fullmatch(p) and not p.startswith(".") for p in parts)
+        and all(PATH_PART.fullmatch(p) for p in parts)
     )
 
 
