@@ -12,9 +12,9 @@ Standard library only, except :func:`to_table` / :func:`from_batches`, which nee
 from __future__ import annotations
 
 import errno
-import re
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -65,11 +65,7 @@ def describe(files: dict[str, bytes]) -> dict[str, str]:
 def _safe_relpath(path: str) -> bool:
     """Only ``eastwest/…/*.py`` and ``jobs/*.py`` with plain names (so ``path sha`` lines stay unambiguous)."""
     parts = path.split("/")
-    return (
-        parts[0] in ("eastwest", "jobs")
-        and path.endswith(".py")
-        and all(PATH_PART.fullmatch(p) for p in parts)
-    )
+    return parts[0] in ("eastwest", "jobs") and path.endswith(".py") and all(PATH_PART.fullmatch(p) for p in parts)
 
 
 def scan(directory: Path) -> dict[str, str]:
