@@ -106,3 +106,20 @@ def test_analyst_scope_depends_on_the_normalised_request_not_the_hub(spec) -> No
 def test_bad_analyst_requests_fail_before_anything_runs(spec, conf, message) -> None:
     with pytest.raises(PlanError, match=message):
         requested_plan(KPIS, spec, get_settings(), dag_id="east_west_analyst", conf=conf)
+
+
+def test_a_snapshot_workload_has_no_interval_and_its_report_names_none() -> None:
+    from eastwest.east import report, steps
+
+    snapshot = Workload(
+        job="daily_kpis",
+        inputs=SqlInput("readings", sql="source/extract_all_readings.sql"),
+        target=Target("machine_totals", keys=("day", "enterprise_id", "machine_id")),
+    )
+    spec = snapshot.check(Project(ROOT))
+    plan = make_plan(snapshot, spec, get_settings(), dag_id="snap", scope="nightly", hub="west_guizhou")
+    assert not plan.interval and plan.run_key == "snap.nightly.snapshot" and plan.days == []
+    assert plan.describe() == "full snapshot"
+    ctx = steps.RunContext.create("snap", snapshot, Project(ROOT))
+    summary = report.summarize(ctx, plan, {})
+    assert "interval" not in summary and summary["target"] == "machine_totals"
