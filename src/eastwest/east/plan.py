@@ -107,15 +107,9 @@ def make_plan(
         job_params = jobs.check_params(spec, given)
     except jobs.JobError as exc:
         raise PlanError(str(exc)) from None
+    common: dict[str, Any] = {"dag_id": dag_id, "scope": scope, "hub": hub, "job": workload.job, "params": job_params}
     if not workload.interval:
-        return Plan(
-            dag_id=dag_id,
-            scope=scope,
-            run_key=f"{dag_id}.{scope}.snapshot",
-            hub=hub,
-            job=workload.job,
-            params=job_params,
-        )
+        return Plan(run_key=f"{dag_id}.{scope}.snapshot", **common)
     if start_day is None or end_day is None:
         raise PlanError("this workload is partitioned by time; the run needs a first and a last day")
     start_day, end_day = _check_day("first day", start_day), _check_day("end day", end_day)
@@ -129,16 +123,12 @@ def make_plan(
         return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(utc).replace(tzinfo=None).isoformat()
 
     return Plan(
-        dag_id=dag_id,
-        scope=scope,
         run_key=f"{dag_id}.{scope}.{start_day:%Y%m%d}-{end_day:%Y%m%d}",
-        hub=hub,
-        job=workload.job,
-        params=job_params,
         start=utc_bound(start_day),
         end=utc_bound(end_day),
         start_day=start_day.isoformat(),
         end_day=end_day.isoformat(),
+        **common,
     )
 
 
