@@ -22,11 +22,12 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
 from eastwest.airflow.operators import WestJobOperator
 from eastwest.config import Workload, WorkloadError
-from eastwest.east import connections, steps
+from eastwest.east import connections, sources, steps, warehouse
 from eastwest.east import plan as plans
 from eastwest.east import report as reports
 from eastwest.east.plan import Plan
 from eastwest.settings import Project, get_settings
+from eastwest.west.jobs import JobError
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +43,22 @@ STEP_TIMEOUT = timedelta(minutes=30)
 JOB_TIMEOUT = timedelta(hours=2)
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 #: Errors that retrying cannot fix: the task fails at once, saying what to do.
-FINAL = (plans.PlanError, steps.ValidationFailed, steps.InputChanged, WorkloadError)
+FINAL = (
+    plans.PlanError,
+    steps.ValidationFailed,
+    steps.InputChanged,
+    WorkloadError,
+    sources.InputError,
+    warehouse.PublishError,
+    connections.ConnectionNotFound,
+    JobError,
+)
 
 
 def _final(step: Callable[[], Any]) -> Any:
-    from eastwest.east.connections import ConnectionNotFound
-    from eastwest.east.sources import InputError
-    from eastwest.east.warehouse import PublishError
-    from eastwest.west.jobs import JobError
-
     try:
         return step()
-    except (*FINAL, InputError, PublishError, ConnectionNotFound, JobError) as exc:
+    except FINAL as exc:
         raise AirflowFailException(str(exc)) from exc
 
 

@@ -170,11 +170,12 @@ def _read_on(conn: Any, url: str, sql: str, params: Mapping[str, Any]) -> Iterat
 
 def read_table(url: str, sql: str, params: Mapping[str, Any] | None = None) -> Any:
     """A (small) query result as one Arrow table."""
-    text, values = compile_sql(url, sql, params)
     with connect(url) as conn:
-        cursor = conn.cursor()
-        cursor.execute(text, values or None)
-        return cursor.fetch_arrow_table()
+        cursor = execute(conn, url, sql, params)
+        try:
+            return cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
 
 
 def sql_type(kind: str, arrow_type: Any) -> str:

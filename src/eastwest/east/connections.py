@@ -25,14 +25,13 @@ class ConnectionNotFound(LookupError):
 def _airflow_connection(conn_id: str) -> Any | None:
     try:
         from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
     except ImportError:  # pragma: no cover - only without Airflow
         return None
     try:
         return BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException, or no metadata access at all
-        if type(exc).__name__ in ("AirflowNotFoundException", "ConnectionNotFound") or "isn't defined" in str(exc):
-            return None
-        raise
+    except AirflowNotFoundException:  # what the SDK raises for an undefined id, in every context
+        return None
 
 
 def url_of(conn: Any) -> str:

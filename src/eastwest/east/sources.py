@@ -18,7 +18,7 @@ from typing import Any
 
 from eastwest.config import LandingFiles, SqlInput
 from eastwest.east import arrowdb, sql
-from eastwest.east.connections import database_url
+from eastwest.east.connections import ConnectionNotFound, database_url
 from eastwest.east.plan import Plan
 from eastwest.settings import Project, Settings
 
@@ -35,8 +35,6 @@ class InputError(ValueError):
 def sql_batches(item: SqlInput, plan: Plan, project: Project, settings: Settings | None = None) -> Iterator[Any]:
     """Stream an SQL input's rows for the plan's interval (or all of them for a snapshot)."""
     import jinja2
-
-    from eastwest.east.connections import ConnectionNotFound
 
     try:
         url = database_url(item.conn_id, settings)

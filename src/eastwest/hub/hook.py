@@ -172,7 +172,7 @@ class WestHubHook(SSHHook):
             raise HubError(f"hub {self.hub!r}: the link failed during {what}: {exc}") from exc
         finally:
             channel.close()
-        self._check(code, err, what)
+        self.check_exit(code, err, what)
         if send_error is not None:
             raise HubError(f"hub {self.hub!r}: sending to {what} failed: {send_error}")
         return out
@@ -206,7 +206,8 @@ class WestHubHook(SSHHook):
                 time.sleep(0.005)
         return channel.recv_exit_status(), bytes(stdout), stderr.decode("utf-8", "replace")
 
-    def _check(self, code: int, stderr: str, what: str) -> None:
+    def check_exit(self, code: int, stderr: str, what: str) -> None:
+        """Log the runner's stderr; raise :class:`HubError` with its end if it exited non-zero."""
         for line in stderr.splitlines():
             self.log.info("[%s] %s", self.hub, line)
         if code != 0:

@@ -381,8 +381,7 @@ class TransferEngine:
                     code, out, err = hook.finish(channel, "put")
                     progress.acknowledged()
                     replies.extend(out)
-                    if code != 0:
-                        raise HubError(f"hub {self.hub!r}: put failed (runner exit {code}): {err.strip()[-500:]}")
+                    hook.check_exit(code, err, "put")
             except Exception as exc:  # one broken stream must not stop the others
                 state.failed(exc)
             finally:
@@ -488,8 +487,7 @@ class TransferEngine:
                             log.warning("%s: chunk %s arrived damaged; it will be fetched again", self.hub, sha[:12])
                     code, _, err = hook.finish(channel, "get")
                     state.progress.acknowledged()
-                    if code != 0:
-                        raise HubError(f"hub {self.hub!r}: get failed (runner exit {code}): {err.strip()[-500:]}")
+                    hook.check_exit(code, err, "get")
             except Exception as exc:  # one broken stream must not stop the others
                 state.failed(exc)
             finally:

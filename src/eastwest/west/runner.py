@@ -185,8 +185,9 @@ def _bundle_dir(root: Path, digest: str) -> Path:
         raise RunnerError(f"refused: {exc}", EXIT_VERIFY) from exc
 
 
-def _job_spec(root: Path, digest: str, job: str) -> tuple[Path, jobs.JobSpec]:
-    jobs_dir = _bundle_dir(root, digest) / "jobs"
+def _job_spec(directory: Path, job: str) -> tuple[Path, jobs.JobSpec]:
+    """A job's spec from a bundle directory that :func:`_in_bundle` verified in this process."""
+    jobs_dir = directory / "jobs"
     try:
         return jobs_dir, jobs.read_spec(jobs_dir, job)
     except jobs.JobError as exc:
@@ -225,8 +226,8 @@ def _in_bundle(args: argparse.Namespace, *command: str) -> Path:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    _in_bundle(args, protocol.PARAMS, args.run, args.job, "--bundle", args.bundle)
-    _, spec = _job_spec(args.root, args.bundle, args.job)
+    directory = _in_bundle(args, protocol.PARAMS, args.run, args.job, "--bundle", args.bundle)
+    _, spec = _job_spec(directory, args.job)
     try:
         params = json.loads(sys.stdin.buffer.read() or b"{}")
     except (ValueError, RecursionError) as exc:
@@ -252,7 +253,7 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
     import polars as pl
     import pyarrow as pa
 
-    jobs_dir, spec = _job_spec(args.root, args.bundle, args.job)
+    jobs_dir, spec = _job_spec(directory, args.job)
     job = jobs.load_module(jobs_dir, args.job)
     rdir = run_dir(args.root, args.run)
     params_path = rdir / f"{args.job}.params.json"
