@@ -123,3 +123,41 @@ def test_a_bad_declaration_is_an_import_error_in_airflow(tmp_path, conn, params,
     assert not bag.dags
     errors = "\n".join(bag.import_errors.values())
     assert message in errors
+
+
+def test_a_transform_whose_arguments_are_not_the_inputs_is_refused(tmp_path) -> None:
+    from eastwest.west import jobs
+
+    (tmp_path / "odd.py").write_text(
+        'INPUTS = ("readings",)\nPARAMS = {}\n\ndef transform(frames, params):\n    return frames\n'
+    )
+    with pytest.raises(jobs.JobError, match=r"transform takes \(frames, params\); it must take one argument per input"):
+        jobs.read_spec(tmp_path, "odd")
+
+
+def test_a_query_that_binds_something_the_run_does_not_provide_is_refused(tmp_path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "include", project / "include")
+    (project / "sql").mkdir()
+    (project / "sql" / "q.sql").write_text("SELECT * FROM readings WHERE ts >= :start AND ts < :end AND site = :site")
+    workload = Workload(
+        job="daily_kpis", inputs=SqlInput("readings", sql="q.sql", time_column="ts"), target=KPIS_TARGET
+    )
+    with pytest.raises(WorkloadError, match=r"binds :site, which is not a parameter of the job"):
+        workload.check(Project(project))
+
+
+def test_the_jobs_time_zone_follows_the_workloads() -> None:
+    from datetime import date
+
+    from eastwest.east.plan import make_plan
+    from eastwest.settings import get_settings
+
+    urumqi = Workload(job="daily_kpis", inputs=READINGS, target=KPIS_TARGET, tz="Asia/Urumqi")
+    spec = urumqi.check(Project(ROOT))
+    plan = make_plan(urumqi, spec, get_settings(), dag_id="d", scope="s", hub="west_guizhou",
+                     start_day=date(2026, 11, 24), end_day=date(2026, 11, 25))  # fmt: skip
+    assert plan.params["tz"] == "Asia/Urumqi" and plan.start == "2026-11-23T18:00:00"
+    fixed = Workload(job="daily_kpis", inputs=READINGS, target=KPIS_TARGET, tz="Asia/Urumqi", params={"tz": "UTC"})
+    assert make_plan(fixed, spec, get_settings(), dag_id="d", scope="s", hub="west_guizhou",
+                     start_day=date(2026, 11, 24), end_day=date(2026, 11, 25)).params["tz"] == "UTC"  # fmt: skip

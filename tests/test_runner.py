@@ -333,7 +333,9 @@ def test_bundle_modified_on_the_hub_is_refused(tmp_path) -> None:
     assert not (hub / "scratch" / "r1" / "daily_kpis.params.json").exists()
 
 
-@pytest.mark.parametrize("how", ["extra_file", "removed_file", "runner_changed"])
+@pytest.mark.parametrize(
+    "how", ["extra_file", "removed_file", "runner_changed", "symlinked_file", "pycache_dir", "empty_job_dir"]
+)
 def test_any_change_to_an_installed_bundle_is_refused(tmp_path, how) -> None:
     hub = tmp_path / "hub"
     digest = install(hub, tmp_path)
@@ -342,12 +344,41 @@ def test_any_change_to_an_installed_bundle_is_refused(tmp_path, how) -> None:
         (directory / "jobs" / "sitecustomize.py").write_text("import os\n")
     elif how == "removed_file":
         (directory / "jobs" / "energy_per_unit.py").unlink()
+    elif how == "symlinked_file":  # same bytes today, but outside the bundle: it could change after the check
+        job = directory / "jobs" / "daily_kpis.py"
+        outside = tmp_path / "outside.py"
+        outside.write_bytes(job.read_bytes())
+        job.unlink()
+        job.symlink_to(outside)
+    elif how == "pycache_dir":
+        (directory / "jobs" / "__pycache__").mkdir()
+    elif how == "empty_job_dir":
+        (directory / "jobs" / "ghost.py").mkdir()
     else:
         runner_py = directory / "eastwest" / "west" / "runner.py"
         runner_py.write_text(runner_py.read_text().replace("EXIT_USAGE", "EXIT_USAGE "))
     result = runner(hub, "run", "r1", "daily_kpis", "--bundle", digest)
     assert result.returncode == protocol.EXIT_VERIFY
     assert b"modified after it was installed" in result.stderr
+
+
+def test_a_package_in_the_working_directory_cannot_replace_the_bundles_runner(tmp_path) -> None:
+    """The bundle's runner is exec'ed with -P: an ``eastwest`` package in the working directory is never imported."""
+    hub = tmp_path / "hub"
+    digest = install(hub, tmp_path)
+    trap = tmp_path / "cwd" / "eastwest"
+    (trap / "west").mkdir(parents=True)
+    (trap / "__init__.py").write_text("")
+    (trap / "west" / "__init__.py").write_text("")
+    (trap / "west" / "runner.py").write_text("raise SystemExit('the working directory was imported')\n")
+    result = subprocess.run(
+        [str(WEST_PYTHON), "-B", "-P", "-m", "eastwest.west.runner", "--root", str(hub), "jobs", "--bundle", digest],
+        cwd=tmp_path / "cwd",
+        env={"PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["daily_kpis", "energy_per_unit"]
 
 
 def test_install_bundle_refuses_a_digest_that_does_not_match_the_shipped_content(tmp_path) -> None:
