@@ -67,6 +67,7 @@ def test_following_the_tutorial_publishes_and_a_rerun_changes_nothing(tmp_path, 
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
     }
     env.pop("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", None)  # the project's own dags folder only
+    env.pop("EASTWEST_TEST_HOME", None)  # the copy's own tests must not wipe this session's hubs
     airflow = str(Path(sys.executable).with_name("airflow"))
     migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
@@ -76,11 +77,13 @@ def test_following_the_tutorial_publishes_and_a_rerun_changes_nothing(tmp_path, 
     run = [sys.executable, "-m", "eastwest_dev.demo", "--dag", "peak_power", "--date", "2026-11-24", "--machines", "20"]
     first = subprocess.run(run, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "partition replaced: 0 rows before, 20 rows now" in first.stdout
+    assert "partition replaced: 0 rows before, 20 rows now" in first.stdout, first.stdout
     assert "rows published  20 in peak_power" in first.stdout
     second = subprocess.run(run, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "partition unchanged: the same 20 rows were already published (no duplicates)" in second.stdout
+    assert "partition unchanged: the same 20 rows were already published (no duplicates)" in second.stdout, (
+        first.stdout + second.stdout
+    )
 
     # Step 5: the job's own test passes in the project.
     tested = subprocess.run(

@@ -65,6 +65,25 @@ def test_the_table_is_created_from_the_results_schema_and_republishing_changes_n
     assert len(published) == 5 and published[0]["day"] == "2026-11-24" and published[0]["hub"] == "west_guizhou"
 
 
+def test_a_rerun_whose_floats_differ_only_in_their_last_bits_changes_nothing(url) -> None:
+    publish(url, NIGHTLY_D1, rows("2026-11-24", 5, energy=0.1 + 0.2))
+    noisy = publish(url, NIGHTLY_D1, rows("2026-11-24", 5, energy=0.3))  # 0.1 + 0.2 != 0.3 in binary
+    assert not noisy.changed, noisy
+    # nothing changed, so the first publish's rows stay, bit for bit
+    assert {r["energy_kwh"] for r in warehouse.partition_rows(url, KPIS, NIGHTLY_D1)} == {0.1 + 0.2}
+    real = publish(url, NIGHTLY_D1, rows("2026-11-24", 5, energy=0.300001))
+    assert real.changed and "replaced: 5 rows before, 5 rows now" in real.describe()
+
+
+def test_a_value_that_became_null_is_a_change() -> None:
+    before = pa.table({"day": ["2026-11-24"], "energy_kwh": [1.0]})
+    assert warehouse.same_rows(before, pa.table({"day": ["2026-11-24"], "energy_kwh": [1.0 + 1e-12]}))
+    assert not warehouse.same_rows(
+        before, pa.table({"day": ["2026-11-24"], "energy_kwh": pa.array([None], pa.float64())})
+    )
+    assert not warehouse.same_rows(before, pa.table({"day": ["2026-11-25"], "energy_kwh": [1.0]}))
+
+
 def test_replacing_a_partition_leaves_other_days_and_scopes_alone(url) -> None:
     publish(url, NIGHTLY_D1, rows("2026-11-24", 5))
     publish(url, Partition("nightly", D2, D3), rows("2026-11-25", 3))

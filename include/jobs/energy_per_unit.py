@@ -87,16 +87,17 @@ def transform(readings: pl.LazyFrame, orders: pl.LazyFrame, params: dict) -> pl.
         .agg(
             pl.len().cast(pl.Int64).alias("orders"),
             pl.col("units").sum().cast(pl.Int64).alias("units"),
-            # Rounded to a milliwatt-hour: a parallel sum's last bits depend on thread scheduling,
-            # and a rerun (on any hub) must publish the very same rows.
-            pl.col("energy_kwh").sum().round(6).cast(pl.Float64).alias("energy_kwh"),
+            # Not rounded: a parallel sum's last bits depend on thread scheduling, and the warehouse
+            # compares floats to a relative 1e-9, so a rerun changes nothing; rounding would turn
+            # those bits into a visible difference at a tie.
+            pl.col("energy_kwh").sum().cast(pl.Float64).alias("energy_kwh"),
             pl.col("readings").sum().cast(pl.Int64).alias("readings"),
             # One reading a minute: readings over the orders' minutes says how much of the work
             # the telemetry saw (an order past the day's end, or a gap, shows as less than 1).
             (pl.col("readings").sum() / pl.col("_minutes").sum().clip(lower_bound=1)).round(6).alias("coverage"),
             (pl.col("readings") == 0).sum().cast(pl.Int64).alias("orders_without_readings"),
         )
-        .with_columns((pl.col("energy_kwh") / pl.col("units")).round(9).alias("energy_per_unit_kwh"))
+        .with_columns((pl.col("energy_kwh") / pl.col("units")).alias("energy_per_unit_kwh"))
         .select(
             *KEYS,
             "orders",

@@ -4,12 +4,13 @@ A target table is created from the result's Arrow schema when it is missing (the
 ``scope`` and ``hub``; the primary key is ``scope`` plus the declared keys). Publishing deletes the
 run's partition (its scope and days, or its whole scope for a snapshot), bulk-ingests the result
 as Arrow and records the inputs' schemas, all in one transaction: a failure anywhere leaves the
-previous rows. Comparing the partition before and after says whether anything changed.
+previous rows. Comparing the partition before and after (floats to a relative 1e-9) says whether anything
+changed; when nothing did, the transaction is rolled back, so a rerun leaves the published rows
+exactly as they were.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -26,12 +27,7 @@ class PublishError(ValueError):
 class PublishOutcome:
     rows_before: int
     rows_after: int
-    digest_before: str
-    digest_after: str
-
-    @property
-    def changed(self) -> bool:
-        return self.digest_before != self.digest_after
+    changed: bool
 
     def describe(self) -> str:
         if not self.changed:
@@ -58,16 +54,41 @@ def _shape(target: Target) -> dict[str, Any]:
     return {"table": target.table, "partition_column": target.partition_column, "keys": target.keys}
 
 
-def _digest(conn: Any, url: str, target: Target, partition: Partition) -> tuple[int, str]:
-    import pyarrow as pa
+#: Floats of a rerun count as the same to this relative tolerance: a parallel aggregation adds in an
+#: order that depends on thread scheduling, so its last bits differ from run to run.
+FLOAT_RTOL = 1e-9
 
+
+def _partition(conn: Any, url: str, target: Target, partition: Partition) -> Any:
     cursor = arrowdb.execute(conn, url, sql.library("select_partition.sql", **_shape(target)), partition.binds())
     table = cursor.fetch_arrow_table()
     cursor.close()
-    digest = hashlib.sha256()
-    for column in table.columns:  # values only: the same rows give the same digest on either driver
-        digest.update(repr(column.cast(pa.string()).to_pylist()).encode())
-    return table.num_rows, digest.hexdigest()
+    return table
+
+
+def same_rows(before: Any, after: Any) -> bool:
+    """Whether two reads of a partition (in key order) hold the same rows.
+
+    Values are compared, not types (either driver may type a column differently); floats to
+    ``FLOAT_RTOL``, so that a rerun whose sums differ only in their last bits changes nothing.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if before.num_rows != after.num_rows or before.column_names != after.column_names:
+        return False
+    for name in before.column_names:
+        a, b = before.column(name), after.column(name)
+        if pa.types.is_floating(a.type) and pa.types.is_floating(b.type):
+            if not a.is_null().equals(b.is_null()):
+                return False
+            x = a.fill_null(0.0).to_numpy().astype("float64")
+            y = b.fill_null(0.0).to_numpy().astype("float64")
+            if not np.allclose(x, y, rtol=FLOAT_RTOL, atol=0.0, equal_nan=True):
+                return False
+        elif a.cast(pa.string()).to_pylist() != b.cast(pa.string()).to_pylist():
+            return False
+    return True
 
 
 def create_table(conn: Any, url: str, target: Target, schema: Any) -> None:
@@ -143,15 +164,19 @@ def publish(
                     "output changed: migrate the table (or publish to a new one) before publishing"
                 )
             data = data.select([c for c in existing if c in data.schema.names])
-        before = _digest(conn, url, target, partition)
+        before = _partition(conn, url, target, partition)
         arrowdb.execute(conn, url, sql.library("delete_partition.sql", **_shape(target)), partition.binds()).close()
         if rows:
             arrowdb.ingest(conn, target.table, data)
         if schema_records:
             record_schemas(conn, url, dag_id, schema_records)
-        after = _digest(conn, url, target, partition)
-        conn.commit()
-    return PublishOutcome(rows_before=before[0], rows_after=after[0], digest_before=before[1], digest_after=after[1])
+        after = _partition(conn, url, target, partition)
+        changed = not same_rows(before, after)
+        if changed:
+            conn.commit()
+        else:  # the same rows (floats to FLOAT_RTOL): keep the published ones, bit for bit
+            conn.rollback()
+    return PublishOutcome(rows_before=before.num_rows, rows_after=after.num_rows, changed=changed)
 
 
 def partition_rows(url: str, target: Target, partition: Partition) -> list[dict[str, Any]]:
