@@ -187,11 +187,15 @@ def from_batches(batches: Iterable[Any]) -> dict[str, bytes]:
     """The files of a shipped bundle dataset, each checked against its own digest."""
     files: dict[str, bytes] = {}
     for batch in batches:
+        if not {"path", "sha256", "content"} <= set(batch.schema.names):
+            raise BundleError(
+                f"the dataset has columns {', '.join(batch.schema.names)[:200]}, not path, sha256, content"
+            )
         data = batch.to_pydict()
         for path, sha, content in zip(data["path"], data["sha256"], data["content"], strict=True):
             if not isinstance(path, str) or not _safe_relpath(path):
                 raise BundleError(f"bundle file name {str(path)[:80]!r} is not allowed")
-            if sha256_bytes(content) != sha:
+            if not isinstance(content, bytes) or sha256_bytes(content) != sha:
                 raise BundleError(f"bundle file {path[:80]!r} does not hash to its digest")
             files[path] = content
     return files

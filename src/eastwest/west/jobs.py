@@ -7,9 +7,11 @@ A job is a module ``<name>.py`` in a project's jobs package (``include/jobs/``) 
 ``PARAMS``
     the only parameters it accepts, each a small JSON-schema literal, e.g.
     ``{"z_threshold": {"type": "number", "default": 3.5, "minimum": 0}}``. Types: ``string``
-    (``pattern``, ``maxLength``, ``enum``, ``format: "timezone"``), ``number``, ``integer``
-    (``minimum``, ``maximum``), ``boolean``, ``array`` of strings (``items.pattern``, ``maxItems``,
-    ``uniqueItems``: de-duplicated and sorted).
+    (``pattern``, ``maxLength`` (default 256), ``enum``, ``format: "timezone"``: a name of the tz
+    database, never a path), ``number`` and ``integer`` (``minimum``, ``maximum``, ``enum``; always
+    finite: no NaN or Infinity, integers within int64), ``boolean``, ``array`` of strings (``items``
+    with the string keywords, ``maxItems`` (default 1000), ``uniqueItems``: de-duplicated and
+    sorted). ``title`` and ``description`` label the Airflow form.
 ``transform(**frames, params) -> LazyFrame``
     pure: no I/O, no clock.
 
@@ -21,6 +23,7 @@ hub can check parameters before any job code runs. Standard library only.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import math
 import re
@@ -30,13 +33,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from eastwest.west.protocol import is_safe_name
+from eastwest.west.protocol import excerpt, is_safe_name
 
 TYPES = ("string", "number", "integer", "boolean", "array")
 #: Names an input may not have: the transform's own argument, and datasets the pipeline names itself.
 RESERVED_INPUTS = ("params", "bundle")
 MAX_STRING = 256
 MAX_ITEMS = 1000
+#: Integers a job receives fit a 64-bit column.
+MAX_INTEGER = (1 << 63) - 1
+#: The only ``format`` a string parameter may declare.
+FORMATS = ("timezone",)
+#: What a tz database name looks like: ``/``-separated words, never ``.`` (so never a path).
+TZ_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,63}(?:/[A-Za-z0-9_+-]{1,64}){0,3}$")
 
 
 class JobError(ValueError):
@@ -114,8 +123,13 @@ def read_spec(jobs_dir: Path, name: str) -> JobSpec:
     for key, schema in params.items():
         if not is_safe_name(key) or not isinstance(schema, dict) or schema.get("type") not in TYPES:
             raise JobError(f"job {name}: PARAMS[{key!r}] must be a schema with a type among {', '.join(TYPES)}")
-        if schema["type"] == "array" and schema.get("items", {}).get("type", "string") != "string":
+        items = schema.get("items", {}) if schema["type"] == "array" else {}
+        if not isinstance(items, dict) or items.get("type", "string") != "string":
             raise JobError(f"job {name}: PARAMS[{key!r}] may only be an array of strings")
+        if ("format" in schema and (schema["type"] != "string" or schema["format"] not in FORMATS)) or (
+            "format" in items and items["format"] not in FORMATS
+        ):  # a format nobody checks would let any value through
+            raise JobError(f"job {name}: PARAMS[{key!r}] may declare only format {FORMATS[0]!r}, on strings")
         if "default" in schema:
             check_value(name, key, schema, schema["default"])
     return JobSpec(name=name, inputs=tuple(inputs), params=params, doc=ast.get_docstring(tree) or "")
@@ -135,9 +149,11 @@ def check_value(job: str, key: str, schema: dict[str, Any], value: Any) -> Any:
     if kind in ("number", "integer"):
         ok = isinstance(value, int) if kind == "integer" else isinstance(value, int | float)
         if not ok or isinstance(value, bool):
-            raise _fail(job, key, f"must be a{'n integer' if kind == 'integer' else ' number'}, not {value!r:.40}")
-        if not math.isfinite(value):
+            raise _fail(job, key, f"must be a{'n integer' if kind == 'integer' else ' number'}, not {_shown(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity, or 1e999 in JSON
             raise _fail(job, key, "must be a finite number")
+        if isinstance(value, int) and not -MAX_INTEGER <= value <= MAX_INTEGER:
+            raise _fail(job, key, f"is out of range: {_shown(value)} (integers fit in 64 bits)")
         if "minimum" in schema and value < schema["minimum"]:
             raise _fail(job, key, f"must be at least {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
@@ -155,6 +171,23 @@ def check_value(job: str, key: str, schema: dict[str, Any], value: Any) -> Any:
     return sorted(set(items)) if schema.get("uniqueItems") else items
 
 
+def _shown(value: Any) -> str:
+    """A parameter's value in a message: its type and a short excerpt, never the whole value."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str | int | float):
+        return f"{type(value).__name__} {excerpt(value)}"
+    return type(value).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def time_zones() -> frozenset[str]:
+    """The names of the tz database on this machine (read once: it walks a directory tree)."""
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _check_string(job: str, key: str, schema: dict[str, Any], value: Any) -> str:
     if not isinstance(value, str):
         raise _fail(job, key, f"must be a string, not {type(value).__name__}")
@@ -164,11 +197,8 @@ def _check_string(job: str, key: str, schema: dict[str, Any], value: Any) -> str
         raise _fail(job, key, f"must be one of {', '.join(map(str, schema['enum']))}")
     if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
         raise _fail(job, key, f"value {value[:40]!r} does not match {schema['pattern']}")
-    if schema.get("format") == "timezone":
-        import zoneinfo
-
-        if value not in zoneinfo.available_timezones():
-            raise _fail(job, key, f"{value[:40]!r} is not a time zone of the tz database (e.g. Asia/Shanghai)")
+    if schema.get("format") == "timezone" and (TZ_NAME.fullmatch(value) is None or value not in time_zones()):
+        raise _fail(job, key, f"{value[:40]!r} is not a time zone of the tz database (e.g. Asia/Shanghai)")
     return value
 
 
@@ -181,7 +211,9 @@ def check_params(spec: JobSpec, params: Any, *, fill_defaults: bool = True) -> d
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
         accepted = ", ".join(sorted(spec.params)) or "none"
-        raise JobError(f"job {spec.name} does not take parameter(s) {', '.join(unknown)}; it takes: {accepted}")
+        named = ", ".join(k if is_safe_name(k) and len(k) <= 40 else excerpt(k) for k in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise JobError(f"job {spec.name} does not take parameter(s) {named}{more}; it takes: {accepted}")
     checked = {key: check_value(spec.name, key, spec.params[key], value) for key, value in params.items()}
     if fill_defaults:
         return {**spec.defaults(), **checked}

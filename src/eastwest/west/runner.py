@@ -20,22 +20,43 @@ after every chunk was verified. Job code arrives as a content-addressed bundle
 (:mod:`eastwest.west.bundle`) in ``ROOT/bundles/DIGEST``; ``run`` hashes the bundle again, refuses
 it if any file changed, and executes only a job of that bundle, with parameters read from the
 run's ``JOB.params.json`` (data, not argv) and checked against what the job declares.
+
+Every malformed request (arguments or stdin) is refused with one line ``[eastwest.west] error: …``
+on stderr and an exit code of :mod:`eastwest.west.protocol` (its docstring lists them all): 2 for
+a malformed request, 3 for data that does not verify, 4 for something not on the hub, 1 when the
+job's own code raises, and 70 from the last-resort handler in :func:`main` for anything else.
+JSON on stdin is refused before parsing when it is larger or nested deeper than the protocol's
+limits (1 MiB of parameters, 64 MiB of digests or manifest, 16 levels); values from a request
+appear in messages only as short excerpts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from eastwest.west import bundle, jobs, protocol, wire
-from eastwest.west.protocol import EXIT_MISSING, EXIT_USAGE, EXIT_VERIFY, SHA256_HEX
+from eastwest.west.protocol import (
+    EXIT_INTERNAL,
+    EXIT_JOB,
+    EXIT_MISSING,
+    EXIT_USAGE,
+    EXIT_VERIFY,
+    MAX_DIGESTS_BYTES,
+    MAX_MANIFEST_BYTES,
+    MAX_PARAMS_BYTES,
+    SHA256_HEX,
+    excerpt,
+)
 
 #: Set in the environment of a runner that runs from inside a verified bundle.
 BUNDLE_ENV = "EASTWEST_BUNDLE"
@@ -47,15 +68,50 @@ class RunnerError(Exception):
         self.code = code
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is a :class:`RunnerError`: one log line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        raise RunnerError(f"{message} (usage: {usage})", EXIT_USAGE)
+
+
 def _name(value: str) -> str:
     try:
-        return protocol.check_name("argument", value)
+        return protocol.check_name("name", value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _root(value: str) -> Path:
+    if not value or "\x00" in value:
+        raise argparse.ArgumentTypeError(f"{excerpt(value)} is not a directory name")
+    return Path(value)
+
+
+def _hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours) or not 0 <= hours <= 1e6:  # a negative one would collect every chunk and bundle
+        raise argparse.ArgumentTypeError(f"{excerpt(value)} is not a number of hours between 0 and 1e6")
+    return hours
+
+
 def log(message: str, *args: object) -> None:
-    print(f"[eastwest.west] {message % args if args else message}", file=sys.stderr, flush=True)
+    """One line on stderr, whatever the message holds (line breaks and control characters escaped)."""
+    text = message % args if args else message
+    print(f"[eastwest.west] {protocol.one_line(text)}", file=sys.stderr, flush=True)
+
+
+def _read_stdin(limit: int, too_large: str, code: int, *, line: bool = False) -> bytes:
+    """At most ``limit`` bytes of stdin (one line with ``line``); more is refused, not truncated."""
+    source = sys.stdin.buffer
+    raw = source.readline(limit + 1) if line else source.read(limit + 1)
+    if len(raw) > limit:
+        raise RunnerError(f"{too_large} larger than {limit >> 20} MiB ({limit} bytes), the limit", code)
+    return raw
 
 
 def run_dir(root: Path, run: str, *, create: bool = False) -> Path:
@@ -73,10 +129,11 @@ def dataset_path(root: Path, run: str, name: str) -> Path:
     return run_dir(root, run) / f"{name}.dataset.json"
 
 
-def _read_digests(raw: bytes) -> list[str]:
+def _read_digests(*, line: bool = False) -> list[str]:
+    raw = _read_stdin(MAX_DIGESTS_BYTES, "the list of chunk digests is", EXIT_USAGE, line=line)
     try:
-        digests = json.loads(raw or b"[]")
-    except (ValueError, RecursionError) as exc:
+        digests = protocol.load_json(raw or b"[]", max_bytes=MAX_DIGESTS_BYTES)
+    except protocol.JSONInputError as exc:
         raise RunnerError(f"expected a JSON list of chunk digests: {exc}", EXIT_USAGE) from exc
     if not isinstance(digests, list) or not all(isinstance(d, str) and SHA256_HEX.fullmatch(d) for d in digests):
         raise RunnerError("expected a JSON list of hex SHA-256 chunk digests", EXIT_USAGE)
@@ -85,7 +142,7 @@ def _read_digests(raw: bytes) -> list[str]:
 
 def cmd_have(args: argparse.Namespace) -> int:
     chunks = store(args.root)
-    wanted = _read_digests(sys.stdin.buffer.read())
+    wanted = _read_digests()
     present = [d for d in dict.fromkeys(wanted) if chunks.verify(d) is not None]
     print(json.dumps(present), flush=True)
     log("%s of %s chunks already here and intact", len(present), len(set(wanted)))
@@ -118,11 +175,22 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
+    failed = f"dataset {args.name} failed verification:"
+    raw = _read_stdin(MAX_MANIFEST_BYTES, f"{failed} its manifest is", EXIT_VERIFY)
     try:
-        manifest = wire.DatasetManifest.from_json(sys.stdin.buffer.read())
+        manifest = wire.DatasetManifest.from_dict(protocol.load_json(raw, max_bytes=MAX_MANIFEST_BYTES))
+    except (wire.VerificationError, protocol.JSONInputError) as exc:
+        raise RunnerError(f"{failed} {exc}", EXIT_VERIFY) from exc
+    if not manifest.chunks:  # a job could not read it: even an empty table travels as a chunk with its schema
+        raise RunnerError(
+            f"dataset {args.name} is empty: its manifest names no chunks, and an empty dataset cannot be "
+            "committed (an empty table travels as one chunk that carries its schema)",
+            EXIT_USAGE,
+        )
+    try:
         store(args.root).verify_dataset(manifest)
-    except (wire.VerificationError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise RunnerError(f"dataset {args.name} failed verification: {exc}", EXIT_VERIFY) from exc
+    except wire.VerificationError as exc:
+        raise RunnerError(f"{failed} {exc}", EXIT_VERIFY) from exc
     wire.save_dataset_manifest(dataset_path(args.root, args.run, args.name), manifest)
     log(
         "dataset %s verified: %s chunks, %s rows, %s bytes",
@@ -139,7 +207,18 @@ def _dataset(root: Path, run: str, name: str, what: str) -> wire.DatasetManifest
     path = dataset_path(root, run, name)
     if not path.exists():
         raise RunnerError(f"{what} {name} is not on this hub for run {run}; ship it first", EXIT_MISSING)
-    return wire.load_dataset_manifest(path)
+    return _load_manifest(path)
+
+
+def _load_manifest(path: Path) -> wire.DatasetManifest:
+    """A manifest this runner wrote; one damaged on the hub is refused like a damaged chunk."""
+    try:
+        return wire.load_dataset_manifest(path)
+    except (wire.VerificationError, ValueError) as exc:
+        raise RunnerError(
+            f"the manifest {path.name} of run {path.parent.name} on this hub is damaged: {exc}; ship it again",
+            EXIT_VERIFY,
+        ) from exc
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
@@ -150,7 +229,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     chunks = store(args.root)
     out = sys.stdout.buffer
-    for sha in _read_digests(sys.stdin.buffer.readline()):
+    for sha in _read_digests(line=True):
         path = chunks.path(sha)
         if not path.exists():
             raise RunnerError(f"chunk {sha[:12]} is not on this hub", EXIT_MISSING)
@@ -199,7 +278,7 @@ def cmd_install_bundle(args: argparse.Namespace) -> int:
     try:
         files = bundle.from_batches(store(args.root).batches(manifest))
         directory = bundle.install(args.root, args.digest, files)
-    except (bundle.BundleError, wire.VerificationError) as exc:
+    except (bundle.BundleError, wire.VerificationError, TypeError, ValueError) as exc:  # pyarrow's: Arrow*Error
         raise RunnerError(f"bundle {args.digest[:12]} refused: {exc}", EXIT_VERIFY) from exc
     log("job bundle %s installed in %s (%s files)", args.digest[:12], directory, len(files))
     return 0
@@ -225,17 +304,23 @@ def _in_bundle(args: argparse.Namespace, *command: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _params(spec: jobs.JobSpec, raw: bytes, what: str) -> dict[str, Any]:
+    """Parameters from JSON (stdin, or the stored file), checked against what the job declares."""
+    try:
+        params = protocol.load_json(raw or b"{}", max_bytes=MAX_PARAMS_BYTES)
+    except protocol.JSONInputError as exc:
+        raise RunnerError(f"{what} for {spec.name} are not valid JSON: {exc}", EXIT_USAGE) from exc
+    try:
+        return jobs.check_params(spec, params)
+    except jobs.JobError as exc:
+        raise RunnerError(str(exc), EXIT_USAGE) from exc
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     directory = _in_bundle(args, protocol.PARAMS, args.run, args.job, "--bundle", args.bundle)
     _, spec = _job_spec(directory, args.job)
-    try:
-        params = json.loads(sys.stdin.buffer.read() or b"{}")
-    except (ValueError, RecursionError) as exc:
-        raise RunnerError(f"parameters for {args.job} are not valid JSON: {exc}", EXIT_USAGE) from exc
-    try:
-        checked = jobs.check_params(spec, params)
-    except jobs.JobError as exc:
-        raise RunnerError(str(exc), EXIT_USAGE) from exc
+    raw = _read_stdin(MAX_PARAMS_BYTES, f"parameters for {args.job} are", EXIT_USAGE)
+    checked = _params(spec, raw, "parameters")
     target = run_dir(args.root, args.run, create=True) / f"{args.job}.params.json"
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(checked, sort_keys=True))
@@ -254,21 +339,22 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
     import pyarrow as pa
 
     jobs_dir, spec = _job_spec(directory, args.job)
-    job = jobs.load_module(jobs_dir, args.job)
     rdir = run_dir(args.root, args.run)
     params_path = rdir / f"{args.job}.params.json"
-    try:
-        params = jobs.check_params(spec, json.loads(params_path.read_text()) if params_path.exists() else {})
-    except (jobs.JobError, ValueError, RecursionError) as exc:
-        raise RunnerError(f"stored parameters for {args.job} are not valid: {exc}", EXIT_USAGE) from exc
+    raw = params_path.read_bytes()[: MAX_PARAMS_BYTES + 1] if params_path.exists() else b"{}"
+    params = _params(spec, raw, "stored parameters")
     chunks = store(args.root)
     frames = {}
     for name in spec.inputs:
         manifest = _dataset(args.root, args.run, name, "input")
+        if not manifest.chunks:  # committed before empty datasets were refused
+            raise RunnerError(f"input {name} is an empty dataset (no chunks, no schema); ship it again", EXIT_VERIFY)
         try:
             frame = pl.from_arrow(pa.Table.from_batches(list(chunks.batches(manifest))))
         except wire.VerificationError as exc:
             raise RunnerError(f"input {name} failed verification on disk ({exc}); ship it again", EXIT_VERIFY) from exc
+        except (TypeError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError: chunks of two schemas
+            raise RunnerError(f"input {name} cannot be read as one table: {exc}", EXIT_VERIFY) from exc
         if not isinstance(frame, pl.DataFrame) or frame.height != manifest.rows:
             raise RunnerError(f"input {name} does not have the {manifest.rows} rows its manifest says", EXIT_VERIFY)
         log(
@@ -282,7 +368,13 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
 
     started = time.monotonic()
     log("running job %s of bundle %s on run %s", args.job, args.bundle[:12], args.run)
-    result = job.transform(**frames, params=params).collect()
+    try:
+        job = jobs.load_module(jobs_dir, args.job)
+        result = job.transform(**frames, params=params).collect()
+    except jobs.JobError as exc:
+        raise RunnerError(f"refused: {exc}", EXIT_USAGE) from exc
+    except Exception as exc:  # the job's own code: say what and where in one line
+        raise RunnerError(_job_failure(args.job, jobs_dir, exc), EXIT_JOB) from exc
     compute_seconds = time.monotonic() - started
     log("job %s produced %s rows in %.2fs", args.job, result.height, compute_seconds)
 
@@ -304,6 +396,14 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
+def _job_failure(job: str, jobs_dir: Path, exc: BaseException) -> str:
+    """``job J failed: Type: message (jobs/J.py line N)``, N the job's innermost line in the traceback."""
+    source = str((jobs_dir / f"{job}.py").resolve())
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if str(Path(f.filename).resolve()) == source]
+    where = f" (jobs/{job}.py line {lines[-1]})" if lines else ""
+    return f"job {job} failed: {type(exc).__name__}: {exc}{where}"
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     path = run_dir(args.root, args.run) / f"{args.job}.metrics.json"
     print(path.read_text() if path.exists() else "{}", flush=True)
@@ -318,8 +418,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     # Chunks no run references and nobody used for --keep-hours go; recent ones stay so that a rerun
     # of the same data sends nothing.
     referenced: set[str] = set()
-    for manifest in (args.root / "scratch").glob("*/*.dataset.json"):
-        referenced.update(c.sha256 for c in wire.load_dataset_manifest(manifest).chunks)
+    for manifest in (args.root / "scratch").glob("*/*.dataset.json"):  # a damaged one stops the collection
+        referenced.update(c.sha256 for c in _load_manifest(manifest).chunks)
     cutoff = time.time() - args.keep_hours * 3600
     for partial in (args.root / "chunks").rglob(".*.partial"):  # left by a process killed with SIGKILL
         if partial.stat().st_mtime < time.time() - 3600:
@@ -345,8 +445,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eastwest.west.runner", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, required=True, help="the hub's data root")
+    parser = ArgumentParser(prog="eastwest.west.runner", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=_root, required=True, help="the hub's data root")
     sub = parser.add_subparsers(dest="command", required=True)
 
     for command, func, helptext in (
@@ -389,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(protocol.CLEANUP, help="remove a run's scratch directory and old unused chunks")
     p.add_argument("run", type=_name)
-    p.add_argument("--keep-hours", type=float, default=24.0, help="keep unreferenced chunks used this recently")
+    p.add_argument("--keep-hours", type=_hours, default=24.0, help="keep unreferenced chunks used this recently")
     p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser(protocol.JOBS, help="list the jobs of a bundle")
@@ -403,15 +503,28 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (the table in :mod:`eastwest.west.protocol`)."""
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, _exit_on_signal)
-    args = build_parser().parse_args(argv)
-    args.root = args.root.resolve()
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help: printed, nothing to do (errors raise RunnerError)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        try:
+            args.root = args.root.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop is a RuntimeError before Python 3.13
+            raise RunnerError(f"--root {excerpt(str(args.root))} cannot be resolved: {exc}", EXIT_USAGE) from exc
         return args.func(args)
     except RunnerError as exc:
         log("error: %s", exc)
         return exc.code
+    except Exception as exc:  # last resort: a bug or the environment (disk full), still one line
+        if protocol.disk_full(exc):
+            log("error: the hub's disk is full (%s); free space on the hub, then retry", getattr(exc, "strerror", exc))
+            return EXIT_INTERNAL
+        log("error: internal error, %s: %s", type(exc).__name__, exc)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from eastwest.west.protocol import SHA256_HEX
+from eastwest.west.protocol import SHA256_HEX, excerpt
 
 CHUNK = 1 << 20
 COMPRESSION = "zstd"
@@ -239,15 +239,28 @@ class DatasetManifest:
 
     @classmethod
     def from_json(cls, text: str | builtins.bytes) -> DatasetManifest:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DatasetManifest:
+        """A manifest from parsed JSON; :class:`VerificationError` unless every field has its type."""
+        if not isinstance(data, dict) or not isinstance(data.get("chunks"), list):
+            raise VerificationError("a dataset manifest must be an object with a list of chunks")
+        for i, chunk in enumerate(data["chunks"]):
+            if not isinstance(chunk, dict):
+                raise VerificationError(f"chunk {i} of the dataset manifest is not an object")
+            sha = chunk.get("sha256")
+            if not isinstance(sha, str) or not SHA256_HEX.fullmatch(sha):
+                raise VerificationError(f"dataset manifest names an invalid chunk digest {excerpt(sha)}")
+            for field in ("bytes", "rows", "raw_bytes"):
+                value = chunk.get(field, 0 if field == "raw_bytes" else None)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise VerificationError(f"chunk {sha[:12]}: {field} must be a count, not {excerpt(value)}")
         manifest = cls(tuple(Manifest.from_dict(c) for c in data["chunks"]))
-        for chunk in manifest.chunks:
-            if not SHA256_HEX.fullmatch(chunk.sha256):
-                raise VerificationError(f"dataset manifest names an invalid chunk digest {chunk.sha256!r}")
         for key in ("sha256", "rows", "bytes"):
             if key in data and data[key] != getattr(manifest, key):
                 raise VerificationError(
-                    f"dataset manifest is inconsistent: {key} {data[key]} != {getattr(manifest, key)}"
+                    f"dataset manifest is inconsistent: {key} {excerpt(data[key])} != {getattr(manifest, key)}"
                 )
         return manifest
 
