@@ -40,20 +40,23 @@ RUN apt-get update \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /run/sshd \
-    && useradd --create-home --shell /bin/sh eastwest
+    && useradd --system --create-home --shell /bin/sh eastwest \
+    && usermod -p '*' eastwest
 
 COPY requirements-west.txt /tmp/requirements-west.txt
 COPY src/eastwest/__init__.py /tmp/eastwest/__init__.py
 COPY src/eastwest/west/ /tmp/eastwest/west/
 # The same install script the tests run (tests/test_deploy.py). Jobs arrive as bundles with runs.
-RUN sh /tmp/eastwest/west/install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/eastwest python3 \
-    && chown -R eastwest /srv/eastwest/scratch /srv/eastwest/chunks /srv/eastwest/jobs /srv/eastwest/bundles \
+RUN HUB_USER=eastwest sh /tmp/eastwest/west/install.sh /srv/eastwest /tmp/requirements-west.txt /tmp/eastwest python3 \
     && rm -rf /tmp/eastwest /tmp/requirements-west.txt
 
 # Host keys are generated at first start (keep them on a volume so the pinned key stays valid);
-# the east side's public key goes to /home/eastwest/.ssh/authorized_keys with the `restrict` option.
+# the east side's public key goes to /home/eastwest/.ssh/authorized_keys as
+#   restrict,command="/srv/eastwest/bin/eastwest-serve" <key>
+# and sshd forces that command for the user anyway: the key runs the runner and nothing else.
 RUN printf '%s\n' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'PermitRootLogin no' \
         'AllowUsers eastwest' 'AcceptEnv none' 'MaxStartups 64:30:128' 'MaxSessions 64' \
+        'DisableForwarding yes' 'PermitTTY no' 'ForceCommand /srv/eastwest/bin/eastwest-serve' \
         > /etc/ssh/sshd_config.d/eastwest.conf
 EXPOSE 22
 CMD ["/bin/sh", "-c", "ssh-keygen -A && exec /usr/sbin/sshd -D -e"]

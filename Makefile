@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+# The hubs' Python runs as their unprivileged user, so it must not live under root's home.
+WEST_PYTHON_BIN ?= $(shell [ -x /usr/bin/python3.11 ] && echo /usr/bin/python3.11 || echo $(PYTHON_BIN))
 VENV := .venv
 WEST_VENV := .local/west-venv
 PY := $(VENV)/bin/python
@@ -51,7 +53,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | syste
 	touch $@
 
 $(WEST_VENV)/.installed: requirements-west.txt $(VENV)/.installed
-	$(PYTHON_BIN) -m venv $(WEST_VENV)
+	$(UV) venv -q --python $(WEST_PYTHON_BIN) $(WEST_VENV)
 	$(UV) pip install -q --python $(WEST_VENV)/bin/python -r requirements-west.txt
 	touch $@
 

@@ -64,6 +64,17 @@ def test_west_install_steps_give_a_working_runner_without_airflow(tmp_path) -> N
     )
     assert have.returncode == 0 and json.loads(have.stdout) == [], have.stderr
     assert sorted(p.name for p in (root / "opt" / "eastwest").iterdir()) == ["__init__.py", "west"]
+    # The forced command it installs runs runner commands and refuses anything else.
+    serve = root / "bin" / "eastwest-serve"
+    assert f'restrict,command="{serve}"' in result.stdout
+    answered = subprocess.run(
+        [str(serve)], env={"SSH_ORIGINAL_COMMAND": "have"}, input="[]", capture_output=True, text=True
+    )
+    assert answered.returncode == 0 and json.loads(answered.stdout) == [], answered.stderr
+    refused = subprocess.run([str(serve)], env={"SSH_ORIGINAL_COMMAND": "id"}, capture_output=True, text=True)
+    assert refused.returncode == 2 and "refused: 'id' is not a runner command" in refused.stderr
+    assert "refused: 'id'" in (root / "log" / "refused.log").read_text()
+    assert json.loads((root / "limits.json").read_text()) == {"max_memory_mb": 8192, "max_cpu_seconds": 3600}
     assert subprocess.run([str(python), "-c", "import airflow"], capture_output=True).returncode != 0
     pinned = dict(
         line.split("==") for line in (ROOT / "requirements-west.txt").read_text().splitlines() if "==" in line

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,21 @@ def test_shipping_identical_data_twice_sends_nothing(hubs, tmp_path) -> None:
     assert saved[0]["run_key"] == "twice-2" and saved[0]["wire_bytes"] == 0
 
 
+def serving(hub_root: Path, command: str) -> list[int]:
+    """The hub-side processes of the forced command answering ``command`` (the east's request)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"eastwest.west.serve" in argv and str(hub_root).encode() in argv:
+            if f"SSH_ORIGINAL_COMMAND={command}".encode() in env:
+                pids.append(int(proc.name))
+    return pids
+
+
 def test_interrupted_transfer_resumes_with_only_the_missing_chunks(hubs, tmp_path) -> None:
     store, manifest = readings(tmp_path, machines=200, day=date(2026, 10, 2))
     assert len(manifest.chunks) >= 8
@@ -97,10 +113,7 @@ def test_interrupted_transfer_resumes_with_only_the_missing_chunks(hubs, tmp_pat
 
     def cut_the_streams() -> None:  # kill the hub-side processes serving the transfer, mid-way
         time.sleep(1.0)
-        found = subprocess.run(
-            ["pgrep", "-f", f"eastwest.west.runner --root {hub_root} put"], capture_output=True, text=True
-        )
-        for pid in map(int, found.stdout.split()):
+        for pid in serving(hub_root, protocol.PUT):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:

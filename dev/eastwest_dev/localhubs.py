@@ -1,8 +1,11 @@
 """Local western hubs: one real OpenSSH ``sshd`` per hub on 127.0.0.1, for demos and tests.
 
-Each hub gets its own generated host key, config, authorized client key (``restrict``ed: no
-forwarding, no pty), data root with the deployed runner, and pid file. The hub is registered as an
-Airflow SSH connection whose ``host_key`` pins that generated key.
+Each hub gets its own generated host key, config, data root with the deployed runner, declared
+resource limits and pid file. The east logs in as an unprivileged system user (``eastwest-hub``,
+or ``EASTWEST_HUB_USER``; never root) that owns only the hub's data directories, and its key is
+installed as ``restrict,command="ROOT/bin/eastwest-serve"``: it runs the runner's commands and
+nothing else (no shell, no SFTP, no forwarding). The hub is registered as an Airflow SSH
+connection whose ``host_key`` pins that generated key.
 
     python -m eastwest_dev.localhubs up      # create (once) and start the hubs; write connections
     python -m eastwest_dev.localhubs down    # stop them
@@ -31,6 +34,12 @@ from eastwest_dev import REPO_ROOT as PROJECT_ROOT
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 DEFAULT_STATE = PROJECT_ROOT / ".local" / "hubs"
 DEFAULT_PORT_BASE = 22101
+DEFAULT_HUB_USER = "eastwest-hub"
+#: Directories of a hub's root the hub user owns; everything else there belongs to root.
+DATA_DIRS = ("scratch", "jobs", "chunks", "bundles", "log")
+#: Default per-job limits of a local hub (``limits.json``); EASTWEST_HUB_MAX_MEMORY_MB and
+#: EASTWEST_HUB_MAX_CPU_SECONDS override them.
+DEFAULT_LIMITS = {"max_memory_mb": 8192, "max_cpu_seconds": 3600}
 
 
 class HubSetupError(RuntimeError):
@@ -52,6 +61,11 @@ class LocalHub:
     def root(self) -> Path:
         """The hub's data root: deployed runner in ``opt/``, run data in ``scratch/``."""
         return self.dir / "root"
+
+    @property
+    def serve(self) -> Path:
+        """The forced command of the east's key."""
+        return self.root / "bin" / "eastwest-serve"
 
     @property
     def pid_file(self) -> Path:
@@ -102,10 +116,53 @@ def client_key(state_dir: Path) -> Path:
     return key
 
 
-def deploy_runner(hub: LocalHub) -> None:
+def hub_user() -> str:
+    """The unprivileged account the east logs in as; created (as a system user) when missing."""
+    import pwd
+
+    name = os.environ.get("EASTWEST_HUB_USER", DEFAULT_HUB_USER)
+    if os.geteuid() != 0:  # a developer's own account is unprivileged already
+        return getpass.getuser()
+    if name == "root":
+        raise HubSetupError("EASTWEST_HUB_USER=root is refused: a hub never lets the east in as root")
+    home = Path("/var/lib") / name  # sshd starts every session there; root owns it, the user only enters it
+    home.mkdir(mode=0o755, exist_ok=True)
+    try:
+        if pwd.getpwnam(name).pw_dir != str(home):
+            subprocess.run(["usermod", "--home", str(home), name], check=True)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", name],
+            check=True,
+        )
+        # A locked password ("!") makes sshd refuse even key logins when PAM is off; "*" only
+        # means "no password".
+        subprocess.run(["usermod", "-p", "*", name], check=True)
+    return name
+
+
+def _chown(path: Path, user: str) -> None:
+    """Give ``path`` and everything under it to ``user`` (files a root process left there too)."""
+    if os.geteuid() != 0:
+        return
+    shutil.chown(path, user, user)
+    for parent, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(parent, name), *_ids(user))
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def deploy_runner(hub: LocalHub, west_python: str, user: str, limits: dict[str, int] | None = None) -> None:
     """Install the base runner (``eastwest.west``) into the hub's root, as ``install.sh`` does on a real hub.
 
-    Jobs are not copied: they reach the hub as a content-addressed bundle with each run.
+    The runner, the forced command and the limits belong to root; the hub user owns only the data
+    directories. Jobs are not copied: they reach the hub as a content-addressed bundle with each run.
     """
     import eastwest.west
 
@@ -117,16 +174,30 @@ def deploy_runner(hub: LocalHub) -> None:
     shutil.copy2(source.parent / "__init__.py", target / "__init__.py")
     for path in source.glob("*.py"):
         shutil.copy2(path, target / "west" / path.name)
-    for sub in ("scratch", "jobs", "chunks", "bundles"):
+    for sub in DATA_DIRS:
         (hub.root / sub).mkdir(parents=True, exist_ok=True)
+        _chown(hub.root / sub, user)
+    hub.serve.parent.mkdir(exist_ok=True)
+    hub.serve.write_text(
+        "#!/bin/sh\n# The forced command of the east's key: the runner, and nothing else.\n"
+        f"PYTHONPATH={shlex.quote(str(hub.root / 'opt'))} exec {shlex.quote(west_python)} -B -P "
+        f"-m eastwest.west.serve --root {shlex.quote(str(hub.root))}\n"
+    )
+    hub.serve.chmod(0o755)
+    chosen = dict(DEFAULT_LIMITS if limits is None else limits)
+    for key in DEFAULT_LIMITS:
+        override = os.environ.get(f"EASTWEST_HUB_{key.upper()}")
+        if override:
+            chosen[key] = int(override)
+    (hub.root / "limits.json").write_text(json.dumps(chosen, indent=2) + "\n")
 
 
-def write_config(hub: LocalHub, client_pub: str) -> Path:
+def write_config(hub: LocalHub, client_pub: str, user: str) -> Path:
     hub.dir.mkdir(parents=True, exist_ok=True)
     _keygen(hub.host_key, f"{hub.name}-host")
     authorized = hub.dir / "authorized_keys"
-    authorized.write_text(f"restrict {client_pub}\n")
-    authorized.chmod(0o600)
+    authorized.write_text(f'restrict,command="{hub.serve}" {client_pub}\n')
+    authorized.chmod(0o644)  # sshd reads it as the hub user
     config = hub.dir / "sshd_config"
     config.write_text(
         "\n".join(
@@ -137,14 +208,18 @@ def write_config(hub: LocalHub, client_pub: str) -> Path:
                 f"HostKey {hub.host_key}",
                 f"PidFile {hub.pid_file}",
                 f"AuthorizedKeysFile {authorized}",
-                "PermitRootLogin prohibit-password",
+                f"AllowUsers {user}",
+                "PermitRootLogin no",
                 "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no",
                 "UsePAM no",
                 "StrictModes no",
                 "PrintMotd no",
                 "AcceptEnv none",
-                "Subsystem sftp internal-sftp",
+                "PermitUserEnvironment no",
+                "DisableForwarding yes",
+                "PermitTTY no",
+                f"ForceCommand {hub.serve}",
                 "MaxStartups 64:30:128",
                 "MaxSessions 64",
                 "ClientAliveInterval 15",
@@ -156,7 +231,21 @@ def write_config(hub: LocalHub, client_pub: str) -> Path:
     return config
 
 
-def connection_for(hub: LocalHub, key: Path, west_python: str) -> dict:
+def check_user_can_run(user: str, west_python: str) -> None:
+    """The hub user must be able to start the western Python (not one under root's home)."""
+    if os.geteuid() != 0:
+        return
+    probe = subprocess.run(
+        ["runuser", "-u", user, "--", west_python, "-c", "import polars, pyarrow"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        raise HubSetupError(
+            f"the hub user {user} cannot run {west_python} ({probe.stderr.strip()[-200:]}); build the western "
+            "environment from a Python every user can read (`make west-venv` uses /usr/bin/python3.11)"
+        )
+
+
+def connection_for(hub: LocalHub, key: Path, user: str) -> dict:
     """The Airflow SSH connection of a hub, with its host key pinned."""
     host_pub = " ".join(Path(f"{hub.host_key}.pub").read_text().split()[:2])
     return {
@@ -164,7 +253,7 @@ def connection_for(hub: LocalHub, key: Path, west_python: str) -> dict:
         "description": f"local western hub {hub.name}",
         "host": "127.0.0.1",
         "port": hub.port,
-        "login": getpass.getuser(),
+        "login": user,
         "extra": {
             "key_file": str(key),
             "host_key": host_pub,
@@ -174,7 +263,6 @@ def connection_for(hub: LocalHub, key: Path, west_python: str) -> dict:
             "compress": False,
             "conn_timeout": 10,
             "eastwest_root": str(hub.root),
-            "eastwest_python": west_python,
         },
     }
 
@@ -198,10 +286,12 @@ def up(state_dir: Path, port_base: int, west_python: str, names: tuple[str, ...]
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
     key = client_key(state_dir)
     client_pub = " ".join(Path(f"{key}.pub").read_text().split()[:2])
+    user = hub_user()
+    check_user_can_run(user, west_python)
     connections = {}
     for hub in hubs_for(state_dir, port_base, names):
-        config = write_config(hub, client_pub)
-        deploy_runner(hub)
+        config = write_config(hub, client_pub, user)
+        deploy_runner(hub, west_python, user)
         if hub.pid() is None:
             log = hub.dir / "sshd.log"
             check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True)
@@ -213,7 +303,7 @@ def up(state_dir: Path, port_base: int, west_python: str, names: tuple[str, ...]
                     f"hub {hub.name}: sshd did not start listening on 127.0.0.1:{hub.port}; see {log} "
                     f"(is the port taken? set EASTWEST_HUB_PORT_BASE)"
                 )
-        connections[hub.name] = connection_for(hub, key, west_python)
+        connections[hub.name] = connection_for(hub, key, user)
     (state_dir / "connections.json").write_text(json.dumps(connections, indent=2))
     env_lines = [
         f"export AIRFLOW_CONN_{name.upper()}={shlex.quote(json.dumps(conn))}" for name, conn in connections.items()

@@ -118,11 +118,12 @@ class WanLink:
             self.shape(self.rate_mbit)
         sshd = localhubs.find_sshd()
         key = localhubs.client_key(self.state_dir)
-        config = localhubs.write_config(self.hub, " ".join(Path(f"{key}.pub").read_text().split()[:2]))
-        localhubs.deploy_runner(self.hub)
+        user = localhubs.hub_user()
+        config = localhubs.write_config(self.hub, " ".join(Path(f"{key}.pub").read_text().split()[:2]), user)
+        localhubs.deploy_runner(self.hub, self.west_python, user)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         _ns(self.ns, sshd, "-f", str(config), "-E", str(self.hub.dir / "sshd.log"))
-        conn = localhubs.connection_for(self.hub, key, self.west_python)
+        conn = localhubs.connection_for(self.hub, key, user)
         conn["host"] = self.west_ip
         if not localhubs.wait_port(22, host=self.west_ip):
             raise WanLabError(

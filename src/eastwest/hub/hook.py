@@ -1,15 +1,18 @@
 """Hooks for western hubs: the one place that talks SSH to a hub.
 
 :class:`WestHubHook` extends the provider's :class:`SSHHook` (connections, pinned host keys,
-connect retries) with the hub protocol: run the western runner, store job parameters, read job
-metrics, clean up a run. Every remote command is the western runner with
-validated, ``shlex``-quoted arguments; values travel on stdin, never inside a shell string.
-Moving datasets is the transfer engine's job (``eastwest.hub.transfer``), built on this hook.
+connect retries) with the hub protocol: run the western runner, store job parameters, submit,
+watch and kill detached jobs, read job metrics, clean up a run. A hub installs the east's key with
+a forced command (:mod:`eastwest.west.serve`), so a request is only the runner's command and its
+validated, ``shlex``-quoted arguments; the hub picks the program and the data root, and values
+travel on stdin, never inside a command line. Moving datasets is the transfer engine's job
+(``eastwest.hub.transfer``), built on this hook.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Iterator
@@ -20,23 +23,33 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
 from airflow.providers.ssh.hooks.ssh import SSH_PORT, SSHHook
 
-from eastwest.west import protocol
+from eastwest.west import jobctl, protocol
 from eastwest.west.protocol import check_name
 
 #: A remote command may be silent this long (seconds) before the link is declared dead.
 IDLE_TIMEOUT = 120.0
+#: How the runner's error line (its last line on stderr) reads when the hub's disk, or its user's
+#: quota, is full: ENOSPC or EDQUOT as Python words them.
+DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|\[Errno (?:28|122)\]")
 
 
 class HubError(AirflowException):
     """A hub is unreachable, misconfigured, or refused an operation."""
 
 
+class HostKeyMismatch(HubError):
+    """The hub offered another host key than the pinned one: never retried."""
+
+
+class HubDiskFull(HubError):
+    """The hub's disk is full: nothing more can be stored there until space is freed."""
+
+
 class WestHubHook(SSHHook):
     """Talk to a western hub registered as an Airflow SSH connection with a pinned host key.
 
-    The connection's extras name the hub's layout: ``eastwest_root`` (data root holding the
-    deployed runner in ``opt/`` and run data in ``scratch/``) and ``eastwest_python`` (the hub's
-    Python with the pinned western requirements).
+    The connection logs in as the hub's unprivileged user, whose key runs only the runner (see
+    ``install.sh``); the hub's data root and Python are the hub's business, not the connection's.
 
     :param hub: the hub name, which is also its SSH connection id.
     :param idle_timeout: seconds a transfer or command may make no progress before it fails.
@@ -66,38 +79,13 @@ class WestHubHook(SSHHook):
 
     @cached_property
     def extras(self) -> dict[str, Any]:
-        """The connection's extras (hub layout and link settings)."""
+        """The connection's extras (link settings)."""
         return self.get_connection(self.hub).extra_dejson
 
-    @property
-    def root(self) -> str:
-        root = self.extras.get("eastwest_root")
-        if not root or not str(root).startswith("/") or ".." in str(root):
-            raise HubError(f"hub {self.hub!r}: connection extra 'eastwest_root' must be an absolute path")
-        return str(root)
-
-    @property
-    def jobs_dir(self) -> str:
-        return f"{self.root}/jobs"
-
-    @property
-    def python(self) -> str:
-        return str(self.extras.get("eastwest_python") or "python3")
-
-    def runner_command(self, *args: str) -> str:
-        """The shell command that runs the western runner with ``args``, every word quoted."""
-        words = [
-            "env",
-            f"PYTHONPATH={self.root}/opt",
-            self.python,
-            "-B",
-            "-P",  # never the working directory on sys.path: only the deployed runner
-            "-m",
-            "eastwest.west.runner",
-            "--root",
-            self.root,
-        ]
-        return shlex.join([*words, *args])
+    @staticmethod
+    def runner_command(*args: str) -> str:
+        """The request for one runner command: its words, each quoted (the hub's forced command parses it)."""
+        return shlex.join(args)
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -119,14 +107,23 @@ class WestHubHook(SSHHook):
 
     @contextmanager
     def get_managed_conn(self) -> Iterator[Any]:
-        """Open a connection to the hub, translate failures into actionable errors, always close."""
+        """Open a connection to the hub (see :meth:`connect`), always close it."""
+        client = self.connect()
+        try:
+            yield client
+        finally:
+            client.close()
+            self.client = None
+
+    def connect(self) -> Any:
+        """Open a connection to the hub; translate failures into actionable errors."""
         import paramiko
 
         where = f"{self.remote_host}:{self.port or SSH_PORT}"
         try:
             client = self.get_conn()
         except paramiko.BadHostKeyException as exc:
-            raise HubError(
+            raise HostKeyMismatch(
                 f"hub {self.hub!r}: host key does not match the pinned key in connection {self.hub!r} "
                 f"(server offered {exc.key.get_name()} {exc.key.get_base64()[:24]}…); if the hub was "
                 "rebuilt, update the connection's host_key after checking the new key out of band"
@@ -142,11 +139,7 @@ class WestHubHook(SSHHook):
             ) from exc
         except paramiko.SSHException as exc:
             raise HubError(f"hub {self.hub!r}: SSH handshake with {where} failed: {exc}") from exc
-        try:
-            yield client
-        finally:
-            client.close()
-            self.client = None
+        return client
 
     def run_checked(self, client: Any, args: list[str], *, stdin: bytes = b"", what: str = "") -> bytes:
         """Run the runner with ``args`` and ``stdin``; return its stdout, or raise with its stderr."""
@@ -210,6 +203,12 @@ class WestHubHook(SSHHook):
         """Log the runner's stderr; raise :class:`HubError` with its end if it exited non-zero."""
         for line in stderr.splitlines():
             self.log.info("[%s] %s", self.hub, line)
+        last = stderr.strip().rsplit("\n", 1)[-1]  # the runner's one error line is its last
+        if code != 0 and DISK_FULL.search(last):
+            raise HubDiskFull(
+                f"hub {self.hub!r}: the hub's disk is full ({what} stopped: no space left on device); "
+                "free space on the hub (its operator can remove old runs with cleanup or grow the disk), then retry"
+            )
         if code != 0:
             raise HubError(f"hub {self.hub!r}: {what} failed (runner exit {code}): {stderr.strip()[-2000:]}")
 
@@ -242,12 +241,37 @@ class WestHubHook(SSHHook):
                 client, [protocol.CLEANUP, check_name("run key", run_key), "--keep-hours", keep], what="cleaning up"
             )
 
-    def tail_job_log(self, log_file: str, max_bytes: int = 4000) -> str:
-        """Return the end of a remote job log under this hub's jobs directory."""
-        if not log_file.startswith(self.jobs_dir + "/") or ".." in log_file:
-            return ""
+    # -- detached jobs (eastwest.west.jobctl) ------------------------------------------------------
+
+    def submit_job(self, run_key: str, job: str, bundle: str) -> dict[str, Any]:
+        """Start job ``job`` of ``bundle`` for the run, detached on the hub; a running one is kept."""
+        args = [jobctl.SUBMIT, check_name("run key", run_key), check_name("job", job), "--bundle", bundle]
         with self.get_managed_conn() as client:
-            _, out, _ = self.exec_ssh_client_command(
-                client, f"tail -c {int(max_bytes)} {shlex.quote(log_file)}", get_pty=False, environment=None, timeout=30
-            )
-        return out.decode("utf-8", "replace")
+            return json.loads(self.run_checked(client, args, what=f"submitting job {job!r}"))
+
+    def job_status(self, run_key: str, job: str, client: Any = None) -> dict[str, Any]:
+        """The job's state (``running``, ``succeeded``, ``failed``, ``missing``), exit code and message."""
+        args = [jobctl.STATUS, check_name("run key", run_key), check_name("job", job)]
+        if client is not None:
+            return json.loads(self.run_checked(client, args, what="reading the job's status"))
+        with self.get_managed_conn() as opened:
+            return json.loads(self.run_checked(opened, args, what="reading the job's status"))
+
+    def job_log(self, run_key: str, job: str, offset: int = 0, client: Any = None) -> bytes:
+        """The job's output from byte ``offset`` (at most ``jobctl.LOG_CHUNK`` bytes)."""
+        args = [jobctl.LOG, check_name("run key", run_key), check_name("job", job), "--offset", str(int(offset))]
+        if client is not None:
+            return self.run_checked(client, args, what="reading the job's log")
+        with self.get_managed_conn() as opened:
+            return self.run_checked(opened, args, what="reading the job's log")
+
+    def job_log_tail(self, run_key: str, job: str, max_bytes: int = 4000) -> str:
+        """The end of the job's output, for error messages."""
+        size = int(self.job_status(run_key, job).get("log_size") or 0)
+        return self.job_log(run_key, job, max(0, size - max_bytes)).decode("utf-8", "replace")
+
+    def kill_job(self, run_key: str, job: str) -> None:
+        """Kill the job's whole process group on the hub (SIGTERM, then SIGKILL)."""
+        args = [jobctl.KILL, check_name("run key", run_key), check_name("job", job)]
+        with self.get_managed_conn() as client:
+            self.run_checked(client, args, what=f"killing job {job!r}")

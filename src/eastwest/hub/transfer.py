@@ -22,13 +22,13 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from eastwest.hub.hook import HubError, WestHubHook
+from eastwest.hub.hook import HubDiskFull, HubError, WestHubHook
 from eastwest.settings import get_settings
 from eastwest.west import bundle, protocol, wire
 from eastwest.west.protocol import check_name
@@ -191,7 +191,9 @@ class _Round:
         self.limiter = limiter
         self.sends = sends  # chunk digest → times it was started, across all rounds
         self.delivered: set[str] = set()
+        self.damaged: set[str] = set()  # arrived, but not as the bytes their digest names
         self.errors: list[str] = []
+        self.disk_full: HubDiskFull | None = None  # no further round can help until space is freed
         self._lock = threading.Lock()
 
     def started(self, sha256: str) -> None:
@@ -202,9 +204,15 @@ class _Round:
         with self._lock:
             self.delivered.add(sha256)
 
+    def arrived_damaged(self, sha256: str) -> None:
+        with self._lock:
+            self.damaged.add(sha256)
+
     def failed(self, exc: Exception) -> None:
         with self._lock:
             self.errors.append(f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, HubDiskFull):
+                self.disk_full = exc
 
 
 class _LimitedReader:
@@ -346,7 +354,36 @@ class TransferEngine:
             work.put(chunk)
         progress, limiter = state.progress, state.limiter
 
+        def send(channel: Any, replies: bytearray) -> bool:
+            """Send chunks from the queue until it is empty (True) or the runner ended early (False)."""
+            while True:
+                try:
+                    chunk = work.get_nowait()
+                except queue.Empty:
+                    return True
+                state.started(chunk.sha256)
+                header = protocol.frame_header(chunk.sha256, chunk.bytes)
+                channel.sendall(header)
+                progress.add(len(header))
+                remaining = chunk.bytes
+                with open(store.path(chunk.sha256), "rb") as f:
+                    while remaining:
+                        if channel.exit_status_ready():  # it stopped reading (a full disk): sending is wasted
+                            return False
+                        piece = self._payload(f, chunk, min(SLICE, remaining))
+                        if not piece:
+                            raise HubError(f"local chunk {chunk.sha256[:12]} is shorter than its manifest")
+                        if limiter:
+                            limiter.acquire(len(piece))
+                        channel.sendall(piece)
+                        progress.add(len(piece))
+                        remaining -= len(piece)
+                        while channel.recv_ready():
+                            replies.extend(channel.recv(1 << 16))
+
         def worker(index: int) -> None:
+            import paramiko
+
             replies = bytearray()
             channel = None
             try:
@@ -354,34 +391,22 @@ class TransferEngine:
                     channel = client.get_transport().open_session()
                     channel.settimeout(hook.idle_timeout)
                     channel.exec_command(hook.runner_command(protocol.PUT))
-                    while True:
-                        try:
-                            chunk = work.get_nowait()
-                        except queue.Empty:
-                            break
-                        state.started(chunk.sha256)
-                        header = protocol.frame_header(chunk.sha256, chunk.bytes)
-                        channel.sendall(header)
-                        progress.add(len(header))
-                        remaining = chunk.bytes
-                        with open(store.path(chunk.sha256), "rb") as f:
-                            while remaining:
-                                piece = self._payload(f, chunk, min(SLICE, remaining))
-                                if not piece:
-                                    raise HubError(f"local chunk {chunk.sha256[:12]} is shorter than its manifest")
-                                if limiter:
-                                    limiter.acquire(len(piece))
-                                channel.sendall(piece)
-                                progress.add(len(piece))
-                                remaining -= len(piece)
-                                while channel.recv_ready():
-                                    replies.extend(channel.recv(1 << 16))
-                    channel.sendall(protocol.END)
-                    channel.shutdown_write()
+                    try:
+                        complete = send(channel, replies)
+                    except (OSError, paramiko.SSHException):
+                        if not channel.exit_status_ready():
+                            raise
+                        complete = False  # the runner ended first: its exit status says why
+                    if complete:
+                        channel.sendall(protocol.END)
+                        channel.shutdown_write()
                     code, out, err = hook.finish(channel, "put")
-                    progress.acknowledged()
+                    if complete:
+                        progress.acknowledged()
                     replies.extend(out)
                     hook.check_exit(code, err, "put")
+                    if not complete:
+                        raise HubError(f"hub {self.hub!r}: put ended before every chunk was sent")
             except Exception as exc:  # one broken stream must not stop the others
                 state.failed(exc)
             finally:
@@ -447,6 +472,7 @@ class TransferEngine:
                 metrics,
                 f"fetch {name} from {self.hub}",
                 lambda batch, state: self._get_round(batch, store, control, state),
+                check=lambda undelivered, state: self._check_hub_copies(name, undelivered, state),
             )
         try:
             store.verify_dataset(manifest)
@@ -484,6 +510,7 @@ class TransferEngine:
                         if store.receive(sha, size, source):
                             state.arrived(sha)
                         else:
+                            state.arrived_damaged(sha)
                             log.warning("%s: chunk %s arrived damaged; it will be fetched again", self.hub, sha[:12])
                     code, _, err = hook.finish(channel, "get")
                     state.progress.acknowledged()
@@ -497,10 +524,55 @@ class TransferEngine:
         threads = [threading.Thread(target=worker, args=(i, share), daemon=True) for i, share in enumerate(shares)]
         self._join(threads, state.progress)
 
+    def _check_hub_copies(self, name: str, undelivered: list[wire.Manifest], state: _Round) -> None:
+        """After a round in which chunks arrived damaged: fail at once if the hub's own copies are bad.
+
+        The hub re-hashes those chunks (``have``) and removes a copy that no longer matches its
+        digest; no fetch can bring that back, the job has to write its result again. A chunk the
+        hub still holds intact was damaged on the way, and the next round fetches it again.
+        """
+        suspects = [c.sha256 for c in undelivered if c.sha256 in state.damaged]
+        if not suspects:
+            return
+        hook = WestHubHook(self.hub, idle_timeout=self.idle_timeout)
+        try:
+            with hook.get_managed_conn() as client:
+                out = hook.run_checked(
+                    client, [protocol.HAVE], stdin=json.dumps(suspects).encode(), what=f"checking the hub's {name}"
+                )
+            present = set(json.loads(out))
+        except (HubError, ValueError) as exc:  # the hub cannot be asked now: the next round tries again
+            log.warning("%s: cannot check the hub's copy of %s (%s)", self.hub, name, exc)
+            return
+        bad = [sha for sha in suspects if sha not in present]
+        if not bad:
+            return
+        if len(bad) == 1:
+            named = f"chunk {bad[0][:12]} of {name} is damaged on hub {self.hub!r}: its bytes no longer hash"
+        else:
+            listed = ", ".join(sha[:12] for sha in bad[:5]) + (f" ({len(bad)} in all)" if len(bad) > 5 else "")
+            named = f"chunks {listed} of {name} are damaged on hub {self.hub!r}: their bytes no longer hash"
+        raise HubError(
+            f"fetch {name} from {self.hub}: {named} to their SHA-256, and the hub removed the bad "
+            f"{'copy' if len(bad) == 1 else 'copies'}; fetching again cannot repair {name}: rerun the compute "
+            f"step so that the job writes {name} again, then fetch it"
+        )
+
     # -- shared ------------------------------------------------------------------------------------
 
-    def _rounds(self, todo: list[wire.Manifest], metrics: TransferMetrics, label: str, round_fn: Any) -> None:
-        """Run rounds until every chunk in ``todo`` is delivered, or fail naming what is missing."""
+    def _rounds(
+        self,
+        todo: list[wire.Manifest],
+        metrics: TransferMetrics,
+        label: str,
+        round_fn: Any,
+        check: Callable[[list[wire.Manifest], _Round], None] | None = None,
+    ) -> None:
+        """Run rounds until every chunk in ``todo`` is delivered, or fail naming what is missing.
+
+        ``check`` looks at the chunks a round left behind and raises when no further round can
+        deliver them; a full disk on the hub stops the rounds too.
+        """
         sends: Counter = Counter()
         total = sum(c.bytes for c in todo)
         progress = _Progress(label, total, metrics.raw_bytes / max(metrics.dataset_bytes, 1))
@@ -514,6 +586,15 @@ class TransferEngine:
             errors = state.errors
             metrics.errors.extend(errors)
             todo = [c for c in todo if c.sha256 not in state.delivered]
+            if todo and state.disk_full is not None:  # no round can store anything until space is freed
+                raise HubDiskFull(
+                    f"hub {self.hub!r}: the hub's disk is full: {label} stopped with {len(todo)} chunks not "
+                    "stored (no space left on device) and the dataset was not named on the hub; free space on "
+                    "the hub (its operator can remove old runs with cleanup or grow the disk), then retry: the "
+                    "retry sends only the chunks still missing"
+                ) from state.disk_full
+            if todo and check is not None:
+                check(todo, state)
             if todo and attempt < self.max_rounds:
                 log.warning(
                     "%s: %s chunks not delivered in round %s (%s); sending them again",
