@@ -40,8 +40,11 @@ def east(pg_url, hubs, airflow_db, tmp_path_factory):
     mp.undo()
 
 
-def run_scheduled(dag_file: str, day: date):
+def run_scheduled(dag_file: str, day: date, wait: timedelta | None = None):
     dag = load_dag(ROOT / "dags" / dag_file)
+    if wait is not None:  # a manual run of a scheduled DAG waits for missing data (2 h by default)
+        waiting = dag.get_task("wait_for_data")
+        waiting.wait, waiting.poll_interval = wait, timedelta(seconds=1)
     after = day + timedelta(days=1)  # a run late the next day covers `day`
     return dag.test(logical_date=pendulum.datetime(after.year, after.month, after.day, 23, 59, tz="Asia/Shanghai"))
 
@@ -134,9 +137,12 @@ def test_orders_workload_joins_landing_files_with_telemetry_and_reruns_identical
 
 def test_a_day_without_order_files_fails_once_naming_the_folder(east, capfd) -> None:
     started = datetime.now()
-    run = run_scheduled("east_west_orders.py", NO_ORDERS_DAY)
+    run = run_scheduled("east_west_orders.py", NO_ORDERS_DAY, wait=timedelta(seconds=5))
     out = capfd.readouterr()
     assert run.state == "failed"
-    assert (datetime.now() - started).total_seconds() < 120  # failed at once: no retries with backoff
+    assert (datetime.now() - started).total_seconds() < 120  # waited 5 s, then failed at once: no retries
+    waited = next(ti for ti in run.get_task_instances() if ti.task_id == "wait_for_data")
+    assert (waited.state, waited.try_number) == ("failed", 1)
+    assert "still incomplete after waiting" in out.out + out.err
     assert "no landing files match" in out.out + out.err and "landing/orders/2026-11-26" in out.out + out.err
     assert warehouse.partition_rows(east, ENERGY, day_partition(NO_ORDERS_DAY)) == []

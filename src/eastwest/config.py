@@ -60,53 +60,69 @@ class SqlInput:
     :param conn_id: the Airflow connection of the database (``east_source`` falls back to the
         embedded SQLite database when no such connection exists).
     :param time_column: the column that partitions the input by time; ``None`` for a full snapshot.
+    :param ready_sql: optional query under ``sql/`` that says whether the source's data is complete:
+        it returns one row whose first column is true (or a non-zero number) when it is. It is asked
+        once per local day of the run with that day's ``:start``/``:end`` (snapshot: once, without
+        them) and may bind the job's parameters. Without it, "at least one row" of the input's own
+        query for the day is the signal. Scheduled runs wait for the signal (see ``wait_for_data``
+        of :func:`eastwest.airflow.east_west_dag`).
     """
 
     name: str
     sql: str
     conn_id: str = "east_source"
     time_column: str | None = None
+    ready_sql: str | None = None
 
     def __post_init__(self) -> None:
         _name("SqlInput name", self.name)
         _name(f"SqlInput {self.name!r}: conn_id", self.conn_id)
         if self.time_column is not None:
             _identifier(f"SqlInput {self.name!r}: time_column", self.time_column)
-        if not isinstance(self.sql, str) or not self.sql.endswith(".sql") or ".." in Path(self.sql).parts:
-            raise WorkloadError(f"SqlInput {self.name!r}: sql must name a .sql file under sql/, got {self.sql!r}")
+        for what, value in (("sql", self.sql), ("ready_sql", self.ready_sql)):
+            if what == "ready_sql" and value is None:
+                continue
+            if not isinstance(value, str) or not value.endswith(".sql") or ".." in Path(value).parts:
+                raise WorkloadError(f"SqlInput {self.name!r}: {what} must name a .sql file under sql/, got {value!r}")
 
     @property
     def interval(self) -> bool:
         return self.time_column is not None
 
     def check(self, project: Project, spec: jobs.JobSpec) -> None:
-        """The query exists, renders, and binds only ``:start``/``:end`` (with a time column) and job parameters."""
-        import jinja2
-        import sqlalchemy as sa
-
-        from eastwest.east import sql
-
-        path = project.sql_dir / self.sql
-        if not path.is_file():
-            raise WorkloadError(f"SqlInput {self.name!r}: sql file {path} does not exist")
-        try:
-            text = sql.render_file(path, **dict.fromkeys(spec.params, True))
-        except jinja2.TemplateError as exc:
-            raise WorkloadError(f"SqlInput {self.name!r}: {self.sql} does not render: {exc}") from None
-        binds = set(sa.text(text)._bindparams)
+        """The queries exist, render, and bind only ``:start``/``:end`` (with a time column) and job parameters."""
+        binds = self._binds(project, spec, "sql", self.sql)
         if self.interval and not {"start", "end"} <= binds:
             raise WorkloadError(
                 f"SqlInput {self.name!r}: {self.sql} must filter {self.time_column} with the binds :start and :end "
                 "(or declare the input as a snapshot with time_column=None)"
             )
+        if self.ready_sql is not None:
+            self._binds(project, spec, "ready_sql", self.ready_sql)
+
+    def _binds(self, project: Project, spec: jobs.JobSpec, what: str, file: str) -> set[str]:
+        import jinja2
+        import sqlalchemy as sa
+
+        from eastwest.east import sql
+
+        path = project.sql_dir / file
+        if not path.is_file():
+            raise WorkloadError(f"SqlInput {self.name!r}: {what} file {path} does not exist")
+        try:
+            text = sql.render_file(path, **dict.fromkeys(spec.params, True))
+        except jinja2.TemplateError as exc:
+            raise WorkloadError(f"SqlInput {self.name!r}: {file} does not render: {exc}") from None
+        binds = set(sa.text(text)._bindparams)
         allowed = set(spec.params) | ({"start", "end"} if self.interval else set())
         unknown = sorted(binds - allowed)
         if unknown:
             raise WorkloadError(
-                f"SqlInput {self.name!r}: {self.sql} binds :{', :'.join(unknown)}, which "
+                f"SqlInput {self.name!r}: {file} binds :{', :'.join(unknown)}, which "
                 f"{'a snapshot does not provide' if not self.interval else 'is not a parameter of the job'}; "
                 f"it may bind {', '.join(':' + a for a in sorted(allowed)) or 'nothing'}"
             )
+        return binds
 
 
 @dataclass(frozen=True)
@@ -119,12 +135,17 @@ class LandingFiles:
     :param columns: CSV column types (``string``, ``int64``, ``float64``, ``bool``, ``date``,
         ``timestamp``); columns not listed are inferred. Ignored for Parquet, whose files carry a schema.
     :param format: ``csv`` or ``parquet``; by default from the glob's suffix.
+    :param marker: optional name of a file (e.g. ``_SUCCESS``) the producer writes into each day's
+        landing folder (the glob's folder) when the day's files are complete; it is never read as
+        data. Without it, "at least one file matches the glob" is the signal. Scheduled runs wait
+        for the signal (see ``wait_for_data`` of :func:`eastwest.airflow.east_west_dag`).
     """
 
     name: str
     glob: str
     columns: Mapping[str, str] = field(default_factory=dict)
     format: str | None = None
+    marker: str | None = None
 
     def __post_init__(self) -> None:
         _name("LandingFiles name", self.name)
@@ -141,6 +162,26 @@ class LandingFiles:
             if kind not in CSV_TYPES:
                 raise WorkloadError(
                     f"LandingFiles {self.name!r}: column {column} has type {kind!r}; use one of {', '.join(CSV_TYPES)}"
+                )
+        if self.marker is not None:
+            import glob as globlib
+
+            if (
+                not isinstance(self.marker, str)
+                or not self.marker.strip()
+                or self.marker in (".", "..")
+                or Path(self.marker).name != self.marker
+                or "\\" in self.marker
+                or globlib.has_magic(self.marker)
+            ):
+                raise WorkloadError(
+                    f"LandingFiles {self.name!r}: marker must be a plain file name such as '_SUCCESS', "
+                    f"got {self.marker!r}"
+                )
+            if globlib.has_magic(str(Path(self.glob.replace("{{ ds }}", "2000-01-01")).parent)):
+                raise WorkloadError(
+                    f"LandingFiles {self.name!r}: with a marker, the glob's folder must be one folder per day "
+                    f"(wildcards only in the file name), got {self.glob!r}"
                 )
 
     @property

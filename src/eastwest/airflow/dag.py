@@ -1,7 +1,7 @@
-"""Turn a declared workload into a DAG: plan → extract → ship → compute → fetch → validate → publish.
+"""Turn a declared workload into a DAG: plan → wait → extract → ship → compute → fetch → validate → publish.
 
-    plan → extract → ship → compute (on the hub) → fetch → validate → publish
-                      └──────────── cleanup (teardown) ────────────┘ → report (teardown)
+    plan → wait_for_data → extract → ship → compute (on the hub) → fetch → validate → publish
+                                      └──────────── cleanup (teardown) ────────────┘ → report (teardown)
 
 :func:`east_west_dag` checks the declaration when the DAG file is parsed (a wrong one is an import
 error naming the field), builds the trigger form of an unscheduled DAG from the job's declared
@@ -21,6 +21,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, get_curren
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
 from eastwest.airflow.operators import WestJobOperator
+from eastwest.airflow.wait import WaitForData
 from eastwest.config import Workload, WorkloadError
 from eastwest.east import connections, sources, steps, warehouse
 from eastwest.east import plan as plans
@@ -41,13 +42,16 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 STEP_TIMEOUT = timedelta(minutes=30)
 JOB_TIMEOUT = timedelta(hours=2)
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+#: How long a scheduled DAG's runs wait for their data by default (unscheduled DAGs: not at all).
+WAIT_FOR_DATA = timedelta(hours=2)
+DATA_POLL_INTERVAL = timedelta(minutes=5)
 #: Errors that retrying cannot fix: the task fails at once, saying what to do.
 FINAL = (
     plans.PlanError,
     steps.ValidationFailed,
     steps.InputChanged,
     WorkloadError,
+    sources.MissingData,  # the run waited for the data first (wait_for_data)
     sources.InputError,
     warehouse.PublishError,
     connections.ConnectionNotFound,
@@ -82,12 +86,14 @@ def form_param(schema: dict[str, Any]) -> Param:
 def _form(workload: Workload, spec: Any, hubs: Sequence[str], default_hub: str) -> dict[str, Param]:
     fields: dict[str, Param] = {}
     if workload.interval:
+        last = plans.last_day()  # the plan enforces the same bound when the run starts
+        days = plans.day_pattern(last)
         fields["start_date"] = Param(
-            "2026-11-24", type="string", format="date", pattern=DATE_PATTERN, title="First day",
-            description=f"First local day ({workload.tz}), YYYY-MM-DD",
+            "2026-11-24", type="string", format="date", pattern=days, title="First day",
+            description=f"First local day ({workload.tz}), YYYY-MM-DD, from {plans.FIRST_DAY} to {last}",
         )  # fmt: skip
         fields["end_date"] = Param(
-            None, type=["null", "string"], format="date", pattern=DATE_PATTERN, title="Last day",
+            None, type=["null", "string"], format="date", pattern=days, title="Last day",
             description=f"Last local day, inclusive (empty: the first day); at most {plans.MAX_RANGE_DAYS} days",
         )  # fmt: skip
     fields["hub"] = Param(default_hub, enum=list(hubs), title="Western hub")
@@ -106,6 +112,8 @@ def east_west_dag(
     tags: Sequence[str] = (),
     default_args: dict[str, Any] | None = None,
     dagrun_timeout: timedelta = timedelta(hours=4),
+    wait_for_data: timedelta | None = None,
+    data_poll_interval: timedelta = DATA_POLL_INTERVAL,
 ) -> DAG:
     """Build the DAG of ``workload``: scheduled on a cron in the workload's time zone, or (``schedule=None``)
     triggered with a form of first day, last day, hub and the workload's ``form`` parameters.
@@ -113,6 +121,10 @@ def east_west_dag(
     :param dag_id: the DAG's id.
     :param workload: the declaration (checked here, when the DAG file is parsed).
     :param schedule: a cron expression; each run covers the local days of its data interval.
+    :param wait_for_data: how long a run waits, deferred (no worker slot), for its inputs to be
+        complete before it fails once naming what is missing; by default 2 hours for a scheduled DAG
+        and none for an unscheduled one. Backfill runs never wait. Must be shorter than ``dagrun_timeout``.
+    :param data_poll_interval: how often a waiting run checks its inputs again.
     """
     import pendulum
 
@@ -128,6 +140,14 @@ def east_west_dag(
             )
     ctx = steps.RunContext(dag_id=dag_id, workload=workload, project=project, settings=settings)
     scheduled = schedule is not None
+    wait = (WAIT_FOR_DATA if scheduled else timedelta(0)) if wait_for_data is None else wait_for_data
+    if not isinstance(wait, timedelta) or not timedelta(0) <= wait < dagrun_timeout:
+        raise WorkloadError(
+            f"east_west_dag {dag_id!r}: wait_for_data must be a timedelta from 0 to less than dagrun_timeout "
+            f"({dagrun_timeout}), got {wait_for_data!r}"
+        )
+    if not isinstance(data_poll_interval, timedelta) or data_poll_interval <= timedelta(0):
+        raise WorkloadError(f"east_west_dag {dag_id!r}: data_poll_interval must be a positive timedelta")
     with DAG(
         dag_id=dag_id,
         doc_md=doc_md,
@@ -145,19 +165,19 @@ def east_west_dag(
 
         @task(task_id="plan", retries=0, execution_timeout=timedelta(minutes=5))
         def plan(params: Any = None, data_interval_start: Any = None, data_interval_end: Any = None) -> dict:
-            """Validate the request once more and turn it into a plan (a bad request fails without retries)."""
-            conf = dict(params or {})
-            if scheduled:
-                made = lambda: plans.scheduled_plan(  # noqa: E731
-                    workload, spec, settings, dag_id=dag_id, hub=str(conf.get("hub") or settings.default_hub),
-                    data_interval_start=data_interval_start, data_interval_end=data_interval_end,
-                )  # fmt: skip
-            else:
-                made = lambda: plans.requested_plan(workload, spec, settings, dag_id=dag_id, conf=conf)  # noqa: E731
+            """Validate the request once more and turn it into a plan: any error fails at once, without retries."""
             try:
-                return made().to_dict()
-            except (plans.PlanError, ValueError, KeyError, OverflowError) as exc:
-                raise AirflowFailException(f"invalid request: {exc}") from exc
+                return plans.plan_run(
+                    workload, spec, settings, dag_id=dag_id, scheduled=scheduled, conf=dict(params or {}),
+                    data_interval_start=data_interval_start, data_interval_end=data_interval_end,
+                ).to_dict()  # fmt: skip
+            except Exception as exc:  # a bad request never gets better by retrying
+                what = str(exc) if isinstance(exc, plans.PlanError) else f"{type(exc).__name__}: {exc}"
+                raise AirflowFailException(
+                    f"invalid request for {dag_id}: {what}. Nothing ran; fix the "
+                    f"{'trigger form or the run conf' if not scheduled else 'logical date or the run conf'} "
+                    "and start a new run (retrying this one cannot help)"
+                ) from exc
 
         def step(name: str, func: Callable[[steps.RunContext, Plan], dict], doc: str) -> Any:
             @task(task_id=name, execution_timeout=STEP_TIMEOUT, doc_md=doc)
@@ -179,7 +199,12 @@ def east_west_dag(
             return summary
 
         planned = plan()
+        waited = WaitForData(
+            task_id="wait_for_data", plan=planned, run_context=ctx, wait=wait, poll_interval=data_poll_interval,
+            execution_timeout=wait + STEP_TIMEOUT, doc_md=WaitForData.__doc__,
+        )  # fmt: skip
         extracted = step("extract", steps.extract, "Stream every input from the east into zstd Arrow chunks.")(planned)
+        waited >> extracted
         shipped = step("ship", steps.ship, "Send the job bundle and the inputs; the hub verifies each.")(planned)
         compute = WestJobOperator(
             task_id="compute", plan=planned, timeout=int(JOB_TIMEOUT.total_seconds()), execution_timeout=JOB_TIMEOUT

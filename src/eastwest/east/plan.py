@@ -1,17 +1,24 @@
 """A run's plan: which days, hub, job, parameters and scope, validated once and passed between tasks.
 
 A scheduled run covers the local days of its data interval; an analyst's run covers the days of
-the form, and its scope is a digest of the (normalised) request, so the same request replaces its
-own rows. A snapshot workload has no interval. Every field is checked here; a bad request raises
-:class:`PlanError`, which the DAG turns into a failure without retries.
+the form, and its scope is a digest of the normalised request (list parameters de-duplicated and
+sorted, values equal to the job's default left out), so the same request replaces its own rows.
+A snapshot workload has no interval. Every field is checked here: :func:`plan_run`, which the DAG's
+plan task calls, returns a :class:`Plan` or raises :class:`PlanError` naming the field and what to
+do, whatever the run's conf holds; the DAG turns that into a failure without retries.
+
+Days lie between :data:`FIRST_DAY` and :func:`last_day` (31 December of next year); the trigger
+form enforces the same bound with :func:`day_pattern`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,9 +28,51 @@ from eastwest.west import jobs
 from eastwest.west.protocol import check_name
 
 MAX_RANGE_DAYS = 31
+#: The first day a run may cover; the last is :func:`last_day`.
 FIRST_DAY = date(2000, 1, 1)
-LAST_DAY = date(2099, 12, 31)
+#: The keys an analyst's request (the conf of a run of an unscheduled DAG) may hold, besides the
+#: workload's ``form`` parameters.
 FORM_KEYS = ("start_date", "end_date", "hub")
+#: The keys the conf of a run of a scheduled DAG may hold: its days come from the data interval.
+SCHEDULED_KEYS = ("hub",)
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def last_day(today: date | None = None) -> date:
+    """The last day a run may cover: 31 December of the year after ``today`` (UTC, by default now).
+
+    Far enough for any data that exists (and a year of forward-dated tests), near enough to refuse
+    typos such as 2062 or the 9999-12-31 sentinel before anything runs.
+    """
+    return date((today or datetime.now(UTC).date()).year + 1, 12, 31)
+
+
+def day_pattern(last: date | None = None) -> str:
+    """A regular expression for ``YYYY-MM-DD`` days of the years ``FIRST_DAY.year``..``last.year``.
+
+    JSON schema has no date range keyword that the Airflow form checks, so the trigger form bounds
+    the year with this pattern (``format: date`` refuses days that do not exist, like 2026-02-30).
+    """
+    last_year = (last or last_day()).year
+    if not FIRST_DAY.year <= last_year <= 2099 or FIRST_DAY.year % 100:
+        raise ValueError(f"no day pattern for the years {FIRST_DAY.year}..{last_year}")
+    tens, units = divmod(last_year - 2000, 10)
+    years = ([f"[0-{tens - 1}][0-9]"] if tens else []) + [f"{tens}[0-{units}]"]
+    return f"^20(?:{'|'.join(years)})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$"
+
+
+def _shown(value: Any) -> str:
+    """A short, safe rendering of any value for a message (``str`` of a huge int raises)."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except ValueError:
+        text = f"<a {type(value).__name__}>"
+    return repr(text[:40] + ("…" if len(text) > 40 else ""))
+
+
+def utc_start(day: date, tz: str) -> datetime:
+    """The start of local ``day`` in time zone ``tz``, as a naive UTC timestamp."""
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).astimezone(UTC).replace(tzinfo=None)
 
 
 class PlanError(ValueError):
@@ -57,6 +106,10 @@ class Plan:
         first, last = date.fromisoformat(self.start_day), date.fromisoformat(self.end_day)
         return [first + timedelta(days=i) for i in range((last - first).days)]
 
+    def day_bounds(self, tz: str) -> list[tuple[date, datetime, datetime]]:
+        """Each local day of the interval with its naive UTC bounds ``[start, end)`` in time zone ``tz``."""
+        return [(day, utc_start(day, tz), utc_start(day + timedelta(days=1), tz)) for day in self.days]
+
     def describe(self) -> str:
         if self.interval:
             return f"{self.start_day} .. {self.end_day} (local days, end exclusive)"
@@ -70,14 +123,56 @@ class Plan:
         return cls(**data)
 
 
-def _check_day(what: str, value: Any) -> date:
-    try:
-        day = value if isinstance(value, date) else date.fromisoformat(str(value))
-    except (TypeError, ValueError):
-        raise PlanError(f"{what} {str(value)[:40]!r} is not a date (YYYY-MM-DD)") from None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise PlanError(f"{what} {day} is outside {FIRST_DAY}..{LAST_DAY}")
+def _check_day(what: str, value: Any, *, exclusive_end: bool = False) -> date:
+    """A day between :data:`FIRST_DAY` and :func:`last_day` (the day after it for an exclusive end)."""
+    if isinstance(value, date) and not isinstance(value, datetime):  # a datetime is a date too, not a day
+        day = date(value.year, value.month, value.day)  # also from pendulum's Date
+    elif isinstance(value, str) and _DAY.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise PlanError(f"{what} {_shown(value)} is not a day of the calendar; use YYYY-MM-DD") from None
+    else:
+        raise PlanError(f"{what} {_shown(value)} is not a date; use YYYY-MM-DD")
+    first, last = FIRST_DAY, last_day()
+    if exclusive_end:
+        first, last = first + timedelta(days=1), last + timedelta(days=1)
+    if not first <= day <= last:
+        shown = day - timedelta(days=1) if exclusive_end else day
+        raise PlanError(
+            f"{what} {shown} is outside {FIRST_DAY}..{last_day()}; choose a day in that range (data before "
+            f"{FIRST_DAY.year} is not kept, and no data exists for days that far ahead)"
+        )
     return day
+
+
+def check_conf(conf: Any, accepted: tuple[str, ...]) -> dict[str, Any]:
+    """The run's conf as a dict, refusing keys it may not hold (the message lists the accepted ones)."""
+    if not isinstance(conf, Mapping):
+        raise PlanError(f"the run's conf must be a JSON object with the keys {', '.join(accepted)}")
+    unknown = sorted(_shown(k)[1:-1] for k in conf if k not in accepted)
+    if unknown:
+        raise PlanError(
+            f"unknown field(s) {', '.join(unknown)} in the run's conf; accepted: {', '.join(accepted) or 'none'}"
+        )
+    return dict(conf)
+
+
+def _hub(value: Any, settings: Settings) -> str:
+    if value is None or value == "":
+        return settings.default_hub
+    if not isinstance(value, str) or value not in settings.hubs:
+        raise PlanError(f"hub {_shown(value)} is not one of the configured hubs: {', '.join(settings.hubs)}")
+    return value
+
+
+def _job_params(spec: jobs.JobSpec, params: dict[str, Any], *, fill_defaults: bool = True) -> dict[str, Any]:
+    try:
+        return jobs.check_params(spec, params, fill_defaults=fill_defaults)
+    except (jobs.JobError, TypeError, ValueError, OverflowError) as exc:  # e.g. a number beyond float
+        if isinstance(exc, jobs.JobError):
+            raise PlanError(str(exc)) from None
+        raise PlanError(f"a parameter of job {spec.name} has a value it cannot take ({type(exc).__name__})") from None
 
 
 def make_plan(
@@ -98,38 +193,46 @@ def make_plan(
         check_name("dag id", dag_id)
     except ValueError as exc:
         raise PlanError(str(exc)) from None
-    if hub not in settings.hubs:
-        raise PlanError(f"hub {hub!r} is not one of the configured hubs: {', '.join(settings.hubs)}")
+    if not isinstance(hub, str) or hub not in settings.hubs:
+        raise PlanError(f"hub {_shown(hub)} is not one of the configured hubs: {', '.join(settings.hubs)}")
     given = {**workload.params, **(params or {})}
     if "tz" in spec.params and "tz" not in given:  # the job's days are the workload's days
         given["tz"] = workload.tz
-    try:
-        job_params = jobs.check_params(spec, given)
-    except jobs.JobError as exc:
-        raise PlanError(str(exc)) from None
+    job_params = _job_params(spec, given)
     common: dict[str, Any] = {"dag_id": dag_id, "scope": scope, "hub": hub, "job": workload.job, "params": job_params}
     if not workload.interval:
         return Plan(run_key=f"{dag_id}.{scope}.snapshot", **common)
     if start_day is None or end_day is None:
         raise PlanError("this workload is partitioned by time; the run needs a first and a last day")
-    start_day, end_day = _check_day("first day", start_day), _check_day("end day", end_day)
+    start_day = _check_day("first day", start_day)
+    end_day = _check_day("end day", end_day, exclusive_end=True)
     if end_day <= start_day:
         raise PlanError(f"the last day must not be before the first day ({start_day})")
     if (end_day - start_day).days > MAX_RANGE_DAYS:
-        raise PlanError(f"a run covers at most {MAX_RANGE_DAYS} days; split {start_day}..{end_day}")
-    tz, utc = ZoneInfo(workload.tz), ZoneInfo("UTC")
-
-    def utc_bound(day: date) -> str:
-        return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(utc).replace(tzinfo=None).isoformat()
-
+        raise PlanError(
+            f"a run covers at most {MAX_RANGE_DAYS} days; split {start_day}..{end_day - timedelta(days=1)} "
+            "into several runs"
+        )
     return Plan(
         run_key=f"{dag_id}.{scope}.{start_day:%Y%m%d}-{end_day:%Y%m%d}",
-        start=utc_bound(start_day),
-        end=utc_bound(end_day),
+        start=utc_start(start_day, workload.tz).isoformat(),
+        end=utc_start(end_day, workload.tz).isoformat(),
         start_day=start_day.isoformat(),
         end_day=end_day.isoformat(),
         **common,
     )
+
+
+def _local_day(what: str, moment: Any, tz: str) -> date:
+    if not isinstance(moment, datetime):
+        raise PlanError(f"the run's {what} {_shown(moment)} is not a point in time")
+    try:
+        return moment.astimezone(ZoneInfo(tz)).date()
+    except (OverflowError, ValueError):  # e.g. 0001-01-01 west of UTC, or 9999-12-31 east of it
+        raise PlanError(
+            f"the run's {what} {_shown(moment)} is outside {FIRST_DAY}..{last_day()}; trigger it with a logical "
+            "date in that range"
+        ) from None
 
 
 def scheduled_plan(
@@ -150,7 +253,6 @@ def scheduled_plan(
             f"this run has no data interval; trigger {dag_id} with a logical date (the day after the day to "
             "process), or use an analyst DAG for ad-hoc ranges"
         )
-    tz = ZoneInfo(workload.tz)
     return make_plan(
         workload,
         spec,
@@ -158,8 +260,8 @@ def scheduled_plan(
         dag_id=dag_id,
         scope="nightly",
         hub=hub,
-        start_day=data_interval_start.astimezone(tz).date(),
-        end_day=data_interval_end.astimezone(tz).date(),
+        start_day=_local_day("data interval start", data_interval_start, workload.tz),
+        end_day=_local_day("data interval end", data_interval_end, workload.tz),
     )
 
 
@@ -170,25 +272,39 @@ def form_value(spec: jobs.JobSpec, name: str, value: Any) -> Any:
     return value
 
 
+def normalise(spec: jobs.JobSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """Checked job parameters in one canonical form: lists de-duplicated and sorted, defaults left out.
+
+    Two requests that mean the same (``E0001`` and ``E0001,E0001``; an empty field and the job's
+    default) normalise to the same parameters, hence the same scope and the same warehouse rows.
+    """
+    canonical: dict[str, Any] = {}
+    for name, value in params.items():
+        schema = spec.params[name]
+        default = schema.get("default")
+        if schema["type"] == "array":
+            value = sorted(set(value))
+            default = sorted(set(default)) if isinstance(default, list) else default
+        if "default" in schema and value == default and type(value) is type(default):
+            continue
+        canonical[name] = value
+    return canonical
+
+
 def requested_plan(
     workload: Workload, spec: jobs.JobSpec, settings: Settings, *, dag_id: str, conf: dict[str, Any]
 ) -> Plan:
     """The plan of an analyst's request; its scope is a digest of the normalised request."""
-    accepted = (*FORM_KEYS, *workload.form)
-    unknown = sorted(set(conf) - set(accepted))
-    if unknown:
-        raise PlanError(f"unknown field(s) {', '.join(unknown)} in the run's conf; accepted: {', '.join(accepted)}")
-    try:
-        params = {name: form_value(spec, name, conf.get(name)) for name in workload.form if conf.get(name) is not None}
-        normalised = jobs.check_params(spec, params, fill_defaults=False)
-    except jobs.JobError as exc:
-        raise PlanError(str(exc)) from None
+    conf = check_conf(conf, (*FORM_KEYS, *workload.form))
+    given = {name: form_value(spec, name, conf[name]) for name in workload.form if conf.get(name) is not None}
+    normalised = normalise(spec, _job_params(spec, given, fill_defaults=False))
     start_day = end_day = None
     if workload.interval:
-        if not conf.get("start_date"):
+        if conf.get("start_date") in (None, ""):
             raise PlanError("start_date is required (YYYY-MM-DD)")
         start_day = _check_day("start_date", conf["start_date"])
-        end_day = _check_day("end_date", conf.get("end_date") or start_day) + timedelta(days=1)
+        end = conf.get("end_date")
+        end_day = (start_day if end in (None, "") else _check_day("end_date", end)) + timedelta(days=1)
     request = {"start": str(start_day), "end": str(end_day), "job": workload.job, "params": normalised}
     key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:12]
     return make_plan(
@@ -197,8 +313,39 @@ def requested_plan(
         settings,
         dag_id=dag_id,
         scope=f"analyst-{key}",
-        hub=str(conf.get("hub") or settings.default_hub),
+        hub=_hub(conf.get("hub"), settings),
         start_day=start_day,
         end_day=end_day,
         params=normalised,
+    )
+
+
+def plan_run(
+    workload: Workload,
+    spec: jobs.JobSpec,
+    settings: Settings,
+    *,
+    dag_id: str,
+    scheduled: bool,
+    conf: Any,
+    data_interval_start: Any = None,
+    data_interval_end: Any = None,
+) -> Plan:
+    """The plan of one run, as the DAG's plan task makes it; raises only :class:`PlanError`.
+
+    ``conf`` is the run's parameters (the DAG's params updated with the run's conf). A scheduled DAG
+    takes only ``hub`` from it (its days come from the data interval); an unscheduled DAG takes the
+    analyst's request (:func:`requested_plan`).
+    """
+    if not scheduled:
+        return requested_plan(workload, spec, settings, dag_id=dag_id, conf=conf)
+    conf = check_conf(conf, SCHEDULED_KEYS)
+    return scheduled_plan(
+        workload,
+        spec,
+        settings,
+        dag_id=dag_id,
+        hub=_hub(conf.get("hub"), settings),
+        data_interval_start=data_interval_start,
+        data_interval_end=data_interval_end,
     )

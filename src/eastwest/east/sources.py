@@ -13,6 +13,7 @@ import glob as globlib
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ READERS = 2
 
 class InputError(ValueError):
     """An input that cannot be read as declared: no files, a malformed file, a wrong schema."""
+
+
+class MissingData(InputError):
+    """An input has no data for (part of) the run: retrying at once cannot help, so it is final.
+
+    Scheduled runs wait for the data before extracting (:func:`missing`); an extract that still
+    finds nothing fails once, naming the input and the interval or folder.
+    """
 
 
 def sql_batches(item: SqlInput, plan: Plan, project: Project, settings: Settings | None = None) -> Iterator[Any]:
@@ -91,19 +100,34 @@ def _normalise_time(batch: Any, column: str | None) -> Any:
     return batch.set_column(index, field, cast)
 
 
+def landing_pattern(item: LandingFiles, ds: str | None, settings: Settings) -> Path:
+    """The glob of a landing input for one local day (``ds``), as an absolute path pattern."""
+    pattern = item.glob.replace("{{ ds }}", ds) if ds else item.glob
+    return Path(pattern) if Path(pattern).is_absolute() else settings.data_dir / pattern
+
+
+def _landing_matches(item: LandingFiles, full: Path) -> list[Path]:
+    return sorted(
+        Path(p) for p in globlib.glob(str(full)) if not Path(p).name.startswith(".") and Path(p).name != item.marker
+    )
+
+
+def _no_landing_files(item: LandingFiles, full: Path, ds: str | None) -> str:
+    return (
+        f"input {item.name}: no landing files match {full} for {ds or 'the snapshot'}; "
+        f"the folder {full.parent} {'is empty' if full.parent.is_dir() else 'does not exist'}"
+    )
+
+
 def landing_paths(item: LandingFiles, plan: Plan, settings: Settings) -> list[Path]:
     """The files of a landing input for the plan's days, sorted; raise naming the folder if there are none."""
     days = [d.isoformat() for d in plan.days] if item.interval else [None]
     found: list[Path] = []
     for ds in days:
-        pattern = item.glob.replace("{{ ds }}", ds) if ds else item.glob
-        full = Path(pattern) if Path(pattern).is_absolute() else settings.data_dir / pattern
-        matches = sorted(Path(p) for p in globlib.glob(str(full)) if not Path(p).name.startswith("."))
+        full = landing_pattern(item, ds, settings)
+        matches = _landing_matches(item, full)
         if not matches:
-            raise InputError(
-                f"input {item.name}: no landing files match {full} for {ds or 'the snapshot'}; "
-                f"the folder {full.parent} {'is empty' if full.parent.is_dir() else 'does not exist'}"
-            )
+            raise MissingData(_no_landing_files(item, full, ds))
         found.extend(matches)
     return found
 
@@ -193,6 +217,77 @@ def landing_batches(item: LandingFiles, plan: Plan, settings: Settings) -> Itera
                     f"the first file had {schema_text(schema)}"
                 )
             yield batch
+
+
+# -- is the data there? -----------------------------------------------------------------------------
+
+
+def missing(item: SqlInput | LandingFiles, plan: Plan, project: Project, settings: Settings, tz: str) -> list[str]:
+    """What ``item`` still lacks for the plan, one sentence per local day; empty when its data is complete.
+
+    The signal is the source's own when it has one (an SQL input's ``ready_sql``, a landing input's
+    ``marker`` file in each day's folder), else "at least one row" (the input's own query, limited to
+    one row) or "at least one file" per day. ``tz`` is the time zone of the plan's local days. A source
+    that cannot be asked raises its own error (the caller decides whether to ask again).
+    """
+    if isinstance(item, SqlInput):
+        return _sql_missing(item, plan, project, settings, tz)
+    days = [d.isoformat() for d in plan.days] if item.interval else [None]
+    lacking = []
+    for ds in days:
+        full = landing_pattern(item, ds, settings)
+        if item.marker is None:
+            if not _landing_matches(item, full):
+                lacking.append(_no_landing_files(item, full, ds))
+            continue
+        marker = full.parent / item.marker
+        if not marker.is_file():
+            lacking.append(
+                f"input {item.name}: the marker file {marker} for {ds or 'the snapshot'} is not there yet "
+                f"({len(_landing_matches(item, full))} file(s) match {full.name} so far)"
+            )
+    return lacking
+
+
+def _sql_missing(item: SqlInput, plan: Plan, project: Project, settings: Settings, tz: str) -> list[str]:
+    import jinja2
+
+    try:
+        url = database_url(item.conn_id, settings)
+    except ConnectionNotFound as exc:
+        raise InputError(f"input {item.name}: {exc}") from None
+    file = item.ready_sql or item.sql
+    try:
+        text = sql.render_file(project.sql_dir / file, **{name: bool(value) for name, value in plan.params.items()})
+    except jinja2.TemplateError as exc:
+        raise InputError(f"input {item.name}: sql/{file} does not render: {exc}") from exc
+    if item.ready_sql is None:  # the input's own query, one row at most: newlines end a trailing comment
+        text = f"SELECT 1 AS present FROM (\n{text}\n) AS eastwest_probe LIMIT 1"
+    windows: list[tuple[str, dict[str, Any]]] = [("the snapshot", {})]
+    if item.interval:
+        windows = [
+            (f"{day} ({start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC)", {"start": start, "end": end})
+            for day, start, end in plan.day_bounds(tz)
+        ]
+    lacking = []
+    for label, window in windows:
+        try:
+            table = arrowdb.read_table(url, text, {**plan.params, **window})
+        except KeyError as exc:  # a bind the query names but nobody provides
+            raise InputError(f"input {item.name}: sql/{file}: {exc.args[0]}") from None
+        if item.ready_sql is None:
+            if table.num_rows == 0:
+                lacking.append(f"input {item.name}: sql/{item.sql} returns no rows for {label}")
+            continue
+        value = table.column(0)[0].as_py() if table.num_rows and table.num_columns else None
+        if not isinstance(value, bool | int | float | Decimal | type(None)):
+            raise InputError(
+                f"input {item.name}: sql/{item.ready_sql} must return true/false or a number in its first "
+                f"column, got {str(value)[:40]!r}"
+            )
+        if not value:
+            lacking.append(f"input {item.name}: sql/{item.ready_sql} says {label} is not complete yet")
+    return lacking
 
 
 def batches(item: SqlInput | LandingFiles, plan: Plan, project: Project, settings: Settings) -> Iterator[Any]:

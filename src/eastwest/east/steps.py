@@ -70,7 +70,26 @@ class RunContext:
         return self.settings.quarantine_dir / plan.run_key
 
 
-# -- east: extract -----------------------------------------------------------------------------------
+# -- east: wait for the data, extract ------------------------------------------------------------------
+
+
+def missing_data(ctx: RunContext, plan: Plan) -> list[str]:
+    """What the plan's inputs still lack (one sentence per input and day); empty when all are complete.
+
+    A source that cannot be asked right now (the database is down, a table not created yet, an
+    unreadable folder) counts as not complete, with the reason; a declaration that cannot work
+    (:class:`sources.InputError`) raises.
+    """
+    from adbc_driver_manager import Error as DatabaseError
+
+    lacking: list[str] = []
+    for item in ctx.workload.inputs:
+        try:
+            lacking += sources.missing(item, plan, ctx.project, ctx.settings, ctx.workload.tz)
+        except (OSError, DatabaseError) as exc:
+            log.warning("could not check input %s: %s", item.name, exc)
+            lacking.append(f"input {item.name}: could not be checked ({type(exc).__name__}: {str(exc)[:300]})")
+    return lacking
 
 
 def extract_input(ctx: RunContext, plan: Plan, item: Input) -> dict[str, Any]:
@@ -81,10 +100,10 @@ def extract_input(ctx: RunContext, plan: Plan, item: Input) -> dict[str, Any]:
     started = time.monotonic()
     batches = sources.batches(item, plan, ctx.project, ctx.settings)
     first = next(batches, None)
-    if first is None:
-        raise sources.InputError(
+    if first is None:  # final: the run waited for the data before extracting (missing_data)
+        raise sources.MissingData(
             f"input {item.name} has no rows for {plan.describe()}; nothing to compute "
-            f"({'load the day first' if plan.interval else 'the source is empty'})"
+            f"({'load the day first, then clear the run' if plan.interval else 'the source is empty'})"
         )
     text = sources.schema_json(first.schema)
     recorded = warehouse.recorded_schema(database_url(ctx.workload.target.conn_id, ctx.settings), ctx.dag_id, item.name)
@@ -259,7 +278,7 @@ def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
         seconds,
         outcome.describe(),
     )
-    return {**asdict(outcome), "changed": outcome.changed, "message": outcome.describe(), "seconds": round(seconds, 3)}
+    return {**asdict(outcome), "message": outcome.describe(), "seconds": round(seconds, 3)}
 
 
 def cleanup(ctx: RunContext, plan: Plan) -> dict[str, Any]:
