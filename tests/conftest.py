@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))  # the project's jobs package, for golden-frame tests
-TEST_HOME = ROOT / ".local" / "test"
+# EASTWEST_TEST_HOME lets a second test session (e.g. only unit tests) run next to a running one
+# without wiping its hubs and metadata DB.
+TEST_HOME = Path(os.environ.get("EASTWEST_TEST_HOME") or ROOT / ".local" / "test")
 shutil.rmtree(TEST_HOME, ignore_errors=True)
 TEST_HOME.mkdir(parents=True)
 
@@ -56,7 +59,10 @@ os.environ.update(
 HUB_PORT_BASE = int(os.environ.get("EASTWEST_TEST_HUB_PORT_BASE", "22201"))
 WEST_PYTHON = ROOT / ".local" / "west-venv" / "bin" / "python"
 PG_ADMIN_URL = os.environ.get("EASTWEST_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_TEST_DB = "eastwest_test"
+# A second session with its own EASTWEST_TEST_HOME gets its own database too.
+PG_TEST_DB = "eastwest_test" + (
+    "" if "EASTWEST_TEST_HOME" not in os.environ else "_" + re.sub(r"\W", "_", TEST_HOME.name)
+)
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,25 @@ def local_stack(east):
             yield stack
         finally:
             stack.down()
+            assert not stack.processes(), "a process of the stack outlived `down`"
+
+
+def listeners(stack) -> set[str]:
+    """host:port of every listening socket of the stack's processes."""
+    import psutil
+
+    pids = {p.pid for p in stack.processes()}
+    return {
+        f"{c.laddr.ip}:{c.laddr.port}"
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    }
+
+
+def test_the_stack_listens_on_loopback_only(local_stack) -> None:
+    bound = listeners(local_stack)
+    assert f"127.0.0.1:{local_stack.port}" in bound
+    assert all(address.startswith("127.0.0.1:") for address in bound), bound
 
 
 def test_rest_trigger_on_postgres_and_local_executor(local_stack, east) -> None:
@@ -220,10 +239,12 @@ def celery_stack(east, local_stack):
             yield stack
         finally:
             stack.down()
+            assert not stack.processes(), "a process of the stack outlived `down`"
 
 
 def test_rest_trigger_with_celery_executor_on_redis(celery_stack, east) -> None:
     assert any(name.startswith("celery-worker") for name in celery_stack.running())
+    assert all(address.startswith("127.0.0.1:") for address in listeners(celery_stack)), listeners(celery_stack)
     conf = analyst_conf(hub="west_guizhou", ids="E0005")
     run_id = celery_stack.trigger("east_west_analyst", conf)
     assert celery_stack.wait_for_run("east_west_analyst", run_id) == "success"

@@ -13,6 +13,7 @@ login is ``admin`` with a password generated once into ``.local/stack/passwords.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -44,6 +45,10 @@ class Stack:
 
     state_dir: Path = DEFAULT_STATE
     port: int = DEFAULT_PORT
+    #: Where the API server listens: loopback unless EASTWEST_AIRFLOW_HOST says otherwise. The log
+    #: servers of the scheduler, triggerer and workers (which always bind every interface) are
+    #: not started: every component of this stack shares one log directory.
+    host: str = field(default_factory=lambda: os.environ.get("EASTWEST_AIRFLOW_HOST", "127.0.0.1"))
     executor: str = "local"
     db_url: str | None = None
     workers: int = 1
@@ -52,7 +57,7 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::', '') else self.host}:{self.port}"
 
     @property
     def airflow(self) -> str:
@@ -167,13 +172,15 @@ class Stack:
         if self.running():
             raise StackError(f"a stack is already running from {self.state_dir}; run `make airflow-down` first")
         self.migrate()
-        self.start_component("api-server", "api-server", "--port", str(self.port))
-        for name in ("scheduler", "dag-processor", "triggerer"):
-            self.start_component(name, name)
+        self.start_component("api-server", "api-server", "--host", self.host, "--port", str(self.port))
+        for name in ("scheduler", "triggerer"):
+            self.start_component(name, name, "--skip-serve-logs")
+        self.start_component("dag-processor", "dag-processor")
         for i in range(self.workers if self.executor == "celery" else 0):
             self.start_component(
-                f"celery-worker-{i}", "celery", "worker", "--concurrency", "4", "--celery-hostname", f"eastwest{i}@%h"
-            )
+                f"celery-worker-{i}", "celery", "worker", "--concurrency", "4", "--celery-hostname", f"eastwest{i}@%h",
+                "--skip-serve-logs",
+            )  # fmt: skip
         self.wait_healthy(timeout)
         return time.monotonic() - started
 
@@ -181,7 +188,35 @@ class Stack:
         names = list(self.running())
         for name in sorted(names, key=lambda n: n == "api-server"):  # the API server last
             self.stop_component(name)
+        self.stop_leftovers()
         return names
+
+    def processes(self) -> list[Any]:
+        """Every process of this stack, found by its AIRFLOW_HOME: also task processes that left
+        their component's process group (a task runner starts its own session)."""
+        import psutil
+
+        home = f"AIRFLOW_HOME={self.state_dir / 'airflow-home'}".encode()
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if home in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
+                    found.append(proc)
+            except (OSError, psutil.Error):
+                continue
+        return found
+
+    def stop_leftovers(self, timeout: float = 15.0) -> None:
+        import psutil
+
+        left = [p for p in self.processes() if p.pid != os.getpid()]
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _, alive = psutil.wait_procs(left, timeout=timeout)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
     def restart(self, name: str, *args: str) -> None:
         self.stop_component(name)
