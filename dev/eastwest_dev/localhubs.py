@@ -231,6 +231,43 @@ def write_config(hub: LocalHub, client_pub: str, user: str) -> Path:
     return config
 
 
+def _traverse_acl(mode: int, uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr format) of ``mode`` plus search (x) for user ``uid``."""
+    import struct
+
+    owner, group, other = (mode >> 6) & 7, (mode >> 3) & 7, mode & 7
+    entries = [(0x01, owner, -1), (0x02, 1, uid), (0x04, group, -1), (0x10, group | 1, -1), (0x20, other, -1)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i & 0xFFFFFFFF) for t, p, i in entries)
+
+
+def grant_traverse(path: Path, user: str) -> list[Path]:
+    """Let ``user`` (only) pass through every directory above ``path`` that others cannot enter.
+
+    A project cloned under /root or a private temporary directory is otherwise out of the hub
+    user's reach. Each such directory gets one ACL entry, search permission for that user alone
+    (it cannot list or read anything there); directories that already carry an ACL are left alone.
+    Returns the directories changed.
+    """
+    import stat
+
+    if os.geteuid() != 0:
+        return []
+    uid = _ids(user)[0]
+    changed = []
+    for directory in reversed(path.resolve().parents):
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if mode & 0o001:
+            continue
+        try:
+            os.getxattr(directory, "system.posix_acl_access")
+            continue  # an ACL of its own: not ours to rewrite
+        except OSError:
+            pass
+        os.setxattr(directory, "system.posix_acl_access", _traverse_acl(mode, uid))
+        changed.append(directory)
+    return changed
+
+
 def check_user_can_run(user: str, west_python: str) -> None:
     """The hub user must be able to start the western Python (not one under root's home)."""
     if os.geteuid() != 0:
@@ -287,6 +324,8 @@ def up(state_dir: Path, port_base: int, west_python: str, names: tuple[str, ...]
     key = client_key(state_dir)
     client_pub = " ".join(Path(f"{key}.pub").read_text().split()[:2])
     user = hub_user()
+    for directory in grant_traverse(state_dir / "x", user) + grant_traverse(Path(west_python).parent, user):
+        print(f"let the hub user {user} pass through {directory} (search permission only, as an ACL entry)")
     check_user_can_run(user, west_python)
     connections = {}
     for hub in hubs_for(state_dir, port_base, names):
