@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -158,12 +159,16 @@ def _serve(root: Path, request: str) -> tuple[int, str, str]:
     stdin = io.TextIOWrapper(io.BytesIO(b""))
     os.environ["SSH_ORIGINAL_COMMAND"] = request
     old_stdin, sys.stdin = sys.stdin, stdin
+    # the runner installs its own SIGTERM/SIGHUP/SIGPIPE handlers: a hub process's, not pytest's
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)}
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = serve.main(["--root", str(root)])
     finally:
         sys.stdin = old_stdin
         del os.environ["SSH_ORIGINAL_COMMAND"]
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     out.flush()
     err.flush()
     return code, out.buffer.getvalue().decode(errors="replace"), err.buffer.getvalue().decode(errors="replace")

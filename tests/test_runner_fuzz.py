@@ -457,13 +457,25 @@ def test_a_root_that_cannot_be_a_path_is_refused(tmp_path) -> None:
 
 
 def test_the_last_resort_handler_answers_in_one_line_with_its_own_code(hub, monkeypatch) -> None:
+    def broken(*args: Any) -> Any:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(runner, "store", broken)
+    result = call(hub.argv("have"), b"[]")
+    assert result.code == protocol.EXIT_INTERNAL
+    assert result.lines == [f"{ERROR}internal error, OSError: [Errno 5] Input/output error"]
+
+
+def test_a_full_disk_is_named_as_such(hub, monkeypatch) -> None:
     def full(*args: Any) -> Any:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(runner, "store", full)
     result = call(hub.argv("have"), b"[]")
     assert result.code == protocol.EXIT_INTERNAL
-    assert result.lines == [f"{ERROR}internal error, OSError: [Errno 28] No space left on device"]
+    assert result.lines == [
+        f"{ERROR}the hub's disk is full (No space left on device); free space on the hub, then retry"
+    ]
 
 
 def test_a_job_that_raises_exits_1_with_one_line_naming_the_exception_and_the_line(tmp_path, monkeypatch) -> None:

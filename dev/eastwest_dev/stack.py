@@ -133,7 +133,12 @@ class Stack:
     def start_component(self, name: str, *args: str) -> int:
         log = open(self.state_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            [self.airflow, *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [self.airflow, *args],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.state_dir,  # how processes() finds every process of the stack, however it retitles itself
         )
         self._pid_file(name).write_text(str(proc.pid))
         return proc.pid
@@ -192,24 +197,25 @@ class Stack:
         return names
 
     def processes(self) -> list[Any]:
-        """Every process of this stack, found by its AIRFLOW_HOME: also task processes that left
-        their component's process group (a task runner starts its own session)."""
+        """Every process of this stack: those that run in its state directory (each component
+        starts there and its children inherit it), including task processes that left their
+        component's process group. (Their environment cannot tell: setproctitle overwrites it.)"""
         import psutil
 
-        home = f"AIRFLOW_HOME={self.state_dir / 'airflow-home'}".encode()
+        here = str(self.state_dir.resolve())
         found = []
         for proc in psutil.process_iter():
             try:
-                if home in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
+                if proc.pid != os.getpid() and proc.cwd() == here:
                     found.append(proc)
-            except (OSError, psutil.Error):
+            except psutil.Error:
                 continue
         return found
 
     def stop_leftovers(self, timeout: float = 15.0) -> None:
         import psutil
 
-        left = [p for p in self.processes() if p.pid != os.getpid()]
+        left = self.processes()
         for proc in left:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
