@@ -253,6 +253,9 @@ def test_a_retry_re_attaches_to_the_running_job_and_takes_a_finished_result(test
     log = WestHubHook(HUB).job_log(run, "sleepy").decode()
     assert log.count("sleepy started") == 1, log
     assert pid["state"] == "running"
+    # job code shipped again since (another bundle): the old result is not taken, the job runs anew
+    assert op.get_job_status(stored, {"ti": TI("f" * 64)}) == "stale"
+    assert op.get_job_status(stored, {"ti": TI(test_bundle)}) == "succeeded"
 
 
 def test_without_a_triggerer_the_operator_watches_from_the_worker(test_bundle, tmp_path, capfd) -> None:

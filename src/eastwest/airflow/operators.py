@@ -77,12 +77,17 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
 
     # -- ResumableJobMixin ------------------------------------------------------------------------
 
-    def submit_job(self, context: Any) -> dict[str, Any]:
-        hub, job, run_key = self._bind()
+    def _bundle(self, context: Any) -> str:
+        """The digest of the job bundle the run's ship task installed."""
         shipped = context["ti"].xcom_pull(task_ids=self.bundle_task) or {}
         digest = str(shipped.get("bundle") or "")
         if not protocol.SHA256_HEX.fullmatch(digest):
             raise AirflowException(f"{self.bundle_task} did not report an installed job bundle; rerun it first")
+        return digest
+
+    def submit_job(self, context: Any) -> dict[str, Any]:
+        hub, job, run_key = self._bind()
+        digest = self._bundle(context)
         hook = WestHubHook(hub)
         hook.put_params(run_key, job, dict(self.plan.get("params") or {}), digest)
         submitted = hook.submit_job(run_key, job, digest)
@@ -98,8 +103,13 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
         hub, job, run_key = self._bind()
-        if not isinstance(external_id, dict) or (external_id.get("hub"), external_id.get("run_key")) != (hub, run_key):
-            return "stale"  # a job of another plan (the run was re-planned): start this one
+        known = (
+            (external_id.get("hub"), external_id.get("run_key"), external_id.get("bundle"))
+            if isinstance(external_id, dict)
+            else None
+        )
+        if known != (hub, run_key, self._bundle(context)):
+            return "stale"  # a job of another plan or of other job code (shipped again since): start this one
         return str(WestHubHook(hub).job_status(run_key, job)["state"])
 
     def is_job_active(self, status: str) -> bool:
