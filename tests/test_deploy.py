@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -74,7 +75,9 @@ def test_west_install_steps_give_a_working_runner_without_airflow(tmp_path) -> N
     refused = subprocess.run([str(serve)], env={"SSH_ORIGINAL_COMMAND": "id"}, capture_output=True, text=True)
     assert refused.returncode == 2 and "refused: 'id' is not a runner command" in refused.stderr
     assert "refused: 'id'" in (root / "log" / "refused.log").read_text()
-    assert json.loads((root / "limits.json").read_text()) == {"max_memory_mb": 8192, "max_cpu_seconds": 3600}
+    assert json.loads((root / "limits.json").read_text()) == {
+        "max_memory_mb": 8192, "max_cpu_seconds": 3600, "slots": len(os.sched_getaffinity(0))
+    }  # fmt: skip
     assert subprocess.run([str(python), "-c", "import airflow"], capture_output=True).returncode != 0
     pinned = dict(
         line.split("==") for line in (ROOT / "requirements-west.txt").read_text().splitlines() if "==" in line

@@ -326,7 +326,7 @@ def limits():
 
 
 def test_a_job_over_the_hubs_memory_limit_fails_naming_the_limit(test_bundle, tmp_path, limits) -> None:
-    limits.write_text(json.dumps({"max_memory_mb": 1024}))
+    limits.write_text(json.dumps({"max_memory_mb": 1024, "slots": 4}))
     run = new_run(tmp_path, "hog")
     submit(run, "hog", test_bundle)
     status = wait_state(run, "hog")
@@ -335,7 +335,7 @@ def test_a_job_over_the_hubs_memory_limit_fails_naming_the_limit(test_bundle, tm
 
 
 def test_a_job_over_the_hubs_cpu_limit_fails_naming_the_limit(test_bundle, tmp_path, limits) -> None:
-    limits.write_text(json.dumps({"max_cpu_seconds": 2}))
+    limits.write_text(json.dumps({"max_cpu_seconds": 2, "slots": 4}))
     run = new_run(tmp_path, "spin")
     submit(run, "spin", test_bundle)
     status = wait_state(run, "spin", timeout=30)

@@ -2,10 +2,10 @@
 
 :class:`WestHubHook` extends the provider's :class:`SSHHook` (connections, pinned host keys,
 connect retries) with the hub protocol: run the western runner, store job parameters, submit,
-watch and kill detached jobs, read job metrics, clean up a run. A hub installs the east's key with
-a forced command (:mod:`eastwest.west.serve`), so a request is only the runner's command and its
-validated, ``shlex``-quoted arguments; the hub picks the program and the data root, and values
-travel on stdin, never inside a command line. Moving datasets is the transfer engine's job
+watch and kill detached jobs, read job metrics and usage, probe a hub's state, clean up a run. A
+hub installs the east's key with a forced command (:mod:`eastwest.west.serve`), so a request is
+only the runner's command and its validated, ``shlex``-quoted arguments; the hub picks the program
+and the data root, and values travel on stdin, never inside a command line. Moving datasets is the transfer engine's job
 (``eastwest.hub.transfer``), built on this hook.
 """
 
@@ -28,6 +28,8 @@ from eastwest.west.protocol import check_name
 
 #: A remote command may be silent this long (seconds) before the link is declared dead.
 IDLE_TIMEOUT = 120.0
+#: What :meth:`WestHubHook.job_usage` reports of a finished job (fields of its ``exit.json``).
+USAGE_FIELDS = ("core_seconds", "queued_seconds", "seconds")
 #: How the runner's error line (its last line on stderr) reads when the hub's disk, or its user's
 #: quota, is full: ENOSPC or EDQUOT as Python words them.
 DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|\[Errno (?:28|122)\]")
@@ -229,6 +231,7 @@ class WestHubHook(SSHHook):
             )
 
     def job_metrics(self, run_key: str, job: str) -> dict[str, Any]:
+        """The runner's metrics of a finished job (``JOB.metrics.json``; see :meth:`job_usage` for its CPU)."""
         args = [protocol.METRICS, check_name("run key", run_key), check_name("job", job)]
         with self.get_managed_conn() as client:
             return json.loads(self.run_checked(client, args, what="reading job metrics") or b"{}")
@@ -269,6 +272,44 @@ class WestHubHook(SSHHook):
         """The end of the job's output, for error messages."""
         size = int(self.job_status(run_key, job).get("log_size") or 0)
         return self.job_log(run_key, job, max(0, size - max_bytes)).decode("utf-8", "replace")
+
+    def job_usage(self, run_key: str, job: str) -> dict[str, Any]:
+        """What a finished job cost the hub, as its supervisor measured it (``exit.json``, via its status).
+
+        ``core_seconds`` is the CPU time (user + system) of the job's processes, ``queued_seconds``
+        its wait for a hub slot, ``seconds`` its running time in the slot. Each is None while the
+        job runs, and for a job that ended before its hub measured it (a runner older than slots).
+        """
+        status = self.job_status(run_key, job)
+        return {key: status.get(key) for key in USAGE_FIELDS}
+
+    def probe(self, timeout: float = 3.0) -> dict[str, Any]:
+        """The hub's state for placement: slots, jobs running and queued, load, free disk and memory,
+        limits and installed bundles (``jobctl probe``).
+
+        The handshake (one attempt, no retries) and the answer must each come within ``timeout``
+        seconds, so a hub that is down or overloaded costs its caller about ``timeout`` at worst.
+        """
+        saved = (self.conn_timeout, self.banner_timeout, self.auth_timeout, self.conn_retry_attempts, self.idle_timeout)
+        self.conn_timeout = self.banner_timeout = self.auth_timeout = timeout  # type: ignore[assignment]
+        self.conn_retry_attempts, self.idle_timeout = 1, timeout
+        try:
+            with self.get_managed_conn() as client:
+                answer = self.run_checked(client, [jobctl.PROBE], what="probe")
+        finally:
+            (self.conn_timeout, self.banner_timeout, self.auth_timeout, self.conn_retry_attempts, self.idle_timeout) = (
+                saved
+            )
+        try:
+            status = json.loads(answer)
+        except ValueError:
+            status = None
+        if not isinstance(status, dict):
+            raise HubError(
+                f"hub {self.hub!r}: its probe answered {answer[:80]!r}, not a JSON object; deploy the current "
+                "runner on the hub"
+            )
+        return status
 
     def kill_job(self, run_key: str, job: str) -> None:
         """Kill the job's whole process group on the hub (SIGTERM, then SIGKILL)."""

@@ -1,4 +1,4 @@
-"""Detached jobs on a hub: submit, status, log, kill. No remote shell is involved.
+"""Detached jobs on a hub: submit, status, log, kill, probe. No remote shell is involved.
 
 The east's key runs only the runner (a forced command), so the compute step cannot use a shell
 wrapper like ``SSHRemoteJobOperator``'s. The runner detaches jobs itself, with the same properties::
@@ -7,6 +7,8 @@ wrapper like ``SSHRemoteJobOperator``'s. The runner detaches jobs itself, with t
     status RUN JOB                 # JSON: state running | succeeded | failed | missing, exit code, message
     log RUN JOB [--offset N]       # the job's output from byte N (at most LOG_CHUNK bytes)
     kill RUN JOB                   # SIGTERM the whole process group, SIGKILL after KILL_GRACE seconds
+    probe                          # JSON: the hub's slots, jobs running and queued, load, free disk and
+                                   # memory, limits and installed bundles, for placement (cheap)
 
 ``submit`` starts a supervisor (``supervise``, never reachable through the forced command) as a
 session leader. The supervisor runs ``runner run`` under the hub's resource limits, then records the
@@ -15,7 +17,17 @@ supervisor's pid and start time identify the job, so a reused pid is never taken
 
 Resource limits are the hub's, declared by its operator in ``ROOT/limits.json`` (``max_memory_mb``,
 ``max_cpu_seconds``; either may be omitted), applied as rlimits to the job; a job that hits one fails
-with a message naming the limit.
+with a message naming the limit. ``slots`` there (default: the hub's CPU count) is how many jobs run
+at once: before it starts the job, the supervisor takes a slot, an ``flock`` on
+``scratch/.slots/N.lock`` that it holds until the job ends (the kernel releases it if the supervisor
+dies). While every slot is taken the job is *queued*: its status stays ``running`` with ``queued``
+true, a ``queued`` marker sits in its directory and a kill ends it before it ever ran. The slot taken
+is recorded in ``JOB.job/slot``, and every start and end of a job in a slot is appended to
+``ROOT/log/slots.log`` as one JSON line (``event``, ``run``, ``job``, ``slot``, ``at``, ``pid``).
+
+``exit.json`` (and so a finished job's status) also says what the job cost: ``core_seconds``, the CPU
+time (user + system) of the job and the processes it waited for, measured by the kernel
+(``wait4``); ``queued_seconds``, its wait for a slot; ``seconds``, its running time in the slot.
 """
 
 from __future__ import annotations
@@ -25,10 +37,12 @@ import fcntl
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +54,22 @@ SUBMIT = "submit"
 STATUS = "status"
 LOG = "log"
 KILL = "kill"
+PROBE = "probe"
 SUPERVISE = "supervise"
 #: The commands the forced command accepts from the east (``supervise`` is internal).
-COMMANDS = (SUBMIT, STATUS, LOG, KILL)
+COMMANDS = (SUBMIT, STATUS, LOG, KILL, PROBE)
+#: Version of what job control answers (the commands and their JSON); the probe reports it.
+PROTOCOL_VERSION = 1
 
 LOG_CHUNK = 256 * 1024
 KILL_GRACE = 5.0
 LIMITS_FILE = "limits.json"
+#: How often a queued job tries the hub's slots again (seconds).
+SLOT_POLL = 0.2
+#: Where each start and end of a job in a slot is appended (under ``ROOT/log``, which the hub user owns).
+SLOTS_LOG = "slots.log"
+#: The probe lists at most this many installed bundles, most recently used first.
+PROBE_BUNDLES = 20
 
 RUNNING, SUCCEEDED, FAILED, MISSING = "running", "succeeded", "failed", "missing"
 
@@ -60,8 +83,17 @@ def job_dir(root: Path, run: str, job: str) -> Path:
     return root / "scratch" / protocol.check_name("run key", run) / f"{protocol.check_name('job', job)}.job"
 
 
+def slots_dir(root: Path) -> Path:
+    """Where the slot locks live: under ``scratch``, which the hub user owns (no run key starts with '.')."""
+    return root / "scratch" / ".slots"
+
+
 def hub_limits(root: Path) -> dict[str, int]:
-    """The hub's declared limits (``ROOT/limits.json``); only positive integers count."""
+    """The hub's declared limits (``ROOT/limits.json``); only positive integers count.
+
+    ``max_memory_mb`` and ``max_cpu_seconds`` bound each job (rlimits); ``slots`` bounds how many
+    jobs run at once (see :func:`slot_count`).
+    """
     try:
         raw = json.loads((root / LIMITS_FILE).read_text())
     except FileNotFoundError:
@@ -69,11 +101,16 @@ def hub_limits(root: Path) -> dict[str, int]:
     except ValueError as exc:
         raise JobError(f"{root / LIMITS_FILE} is not valid JSON ({exc}); the hub's operator must fix it", 1) from exc
     limits = {}
-    for key in ("max_memory_mb", "max_cpu_seconds"):
+    for key in ("max_memory_mb", "max_cpu_seconds", "slots"):
         value = raw.get(key) if isinstance(raw, dict) else None
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             limits[key] = value
     return limits
+
+
+def slot_count(limits: dict[str, int]) -> int:
+    """How many jobs may run at once on the hub: ``slots`` of its limits, else its CPU count."""
+    return limits.get("slots") or os.cpu_count() or 1
 
 
 def _start_time(pid: int) -> str | None:
@@ -121,13 +158,20 @@ def state_of(root: Path, run: str, job: str) -> dict[str, Any]:
         return {"state": MISSING, "exit_code": None, "message": f"no job {job} was submitted for run {run}"}
     pid = _supervisor(directory)
     if pid is not None:
-        return {"state": RUNNING, "exit_code": None, "message": "running", "log_size": size, "pid": pid}
+        queued = _queued(directory)
+        message = "queued for a hub slot" if queued else "running"
+        return {"state": RUNNING, "exit_code": None, "message": message, "queued": queued, "log_size": size, "pid": pid}
     return {
         "state": FAILED,
         "exit_code": None,
         "message": "the job's supervisor ended without recording an exit code (killed with SIGKILL, or the hub restarted)",
         "log_size": size,
     }
+
+
+def _queued(directory: Path) -> bool:
+    """Whether the job waits for a slot (the supervisor writes ``slot`` before it removes ``queued``)."""
+    return (directory / "queued").exists() and not (directory / "slot").exists()
 
 
 def _result_whole(root: Path, run: str, job: str) -> bool:
@@ -168,7 +212,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             log("job %s of run %s is already running; not starting a second one", args.job, args.run)
             print(json.dumps(current), flush=True)
             return 0
-        for name in ("exit.json", "pid", "log"):
+        for name in ("exit.json", "pid", "log", "slot", "queued"):
             (jdir / name).unlink(missing_ok=True)
         argv = [sys.executable, "-B", "-P", "-m", "eastwest.west.jobctl", "--root", str(args.root)]
         argv += [SUPERVISE, args.run, args.job, "--bundle", args.bundle]
@@ -241,6 +285,57 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """What placement asks a hub before choosing it: one JSON object, from files and /proc only."""
+    import eastwest
+
+    running = queued = 0
+    for directory in (args.root / "scratch").glob("*/*.job"):
+        if (directory / "exit.json").exists() or _supervisor(directory) is None:
+            continue
+        if _queued(directory):
+            queued += 1
+        elif (directory / "slot").exists():
+            running += 1
+    limits = hub_limits(args.root)
+    status = {
+        "version": str(getattr(eastwest, "__version__", PROTOCOL_VERSION)),
+        "protocol": PROTOCOL_VERSION,
+        "slots": slot_count(limits),
+        "running": running,
+        "queued": queued,
+        "load1": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count() or 1,
+        "free_disk_bytes": shutil.disk_usage(args.root).free,
+        "free_memory_bytes": _available_memory(),
+        "limits": limits,
+        "bundles": _installed_bundles(args.root)[:PROBE_BUNDLES],
+        "time": time.time(),
+    }
+    print(json.dumps(status), flush=True)
+    return 0
+
+
+def _available_memory() -> int:
+    """Bytes of memory the kernel could give a new job without swapping (``MemAvailable``)."""
+    with open("/proc/meminfo") as source:
+        for line in source:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _installed_bundles(root: Path) -> list[str]:
+    """Digests of the installed job bundles, most recently used first (a run's verify touches its bundle)."""
+    from eastwest.west.protocol import SHA256_HEX
+
+    found = []
+    for entry in os.scandir(root / "bundles") if (root / "bundles").is_dir() else ():
+        if SHA256_HEX.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+    return [name for _, name in sorted(found, reverse=True)]
+
+
 def _apply_limits(limits: dict[str, int]) -> None:
     if "max_memory_mb" in limits:
         size = limits["max_memory_mb"] * 1024 * 1024
@@ -277,39 +372,123 @@ def describe_exit(code: int, limits: dict[str, int], tail: str, killed: bool) ->
 def cmd_supervise(args: argparse.Namespace) -> int:
     jdir = job_dir(args.root, args.run, args.job)
     limits = hub_limits(args.root)
-    killed = False
+    stop_signal = 0
 
     def on_signal(signum: int, _frame: object) -> None:  # the group got it too; record why the job ends
-        nonlocal killed
-        killed = True
+        nonlocal stop_signal
+        stop_signal = signum
 
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, on_signal)
-    argv = [sys.executable, "-B", "-P", "-m", "eastwest.west.runner", "--root", str(args.root)]
-    argv += [protocol.RUN, args.run, args.job, "--bundle", args.bundle]
-    if limits:
-        log("hub limits for this job: %s", ", ".join(f"{k}={v}" for k, v in sorted(limits.items())))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    started = time.time()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=lambda: _apply_limits(limits))
-    while True:
-        try:
-            code = proc.wait()
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
-            continue
-    with open(jdir / "log", "rb") as source:
-        source.seek(max(0, (jdir / "log").stat().st_size - 4000))
-        tail = source.read().decode("utf-8", "replace")
-    message = describe_exit(code, limits, tail, killed)
-    if code != 0:
-        log("%s", message)
-    _write_json(
-        jdir / "exit.json",
-        {"exit_code": code, "message": message, "seconds": round(time.time() - started, 3), "limits": limits},
-    )
+    submitted = time.monotonic()
+    taken = _wait_for_slot(args.root, jdir, slot_count(limits), lambda: stop_signal != 0)
+    queued_seconds = round(time.monotonic() - submitted, 3)
+    if taken is None or stop_signal:  # killed while queued: the job never started
+        if taken is not None:
+            os.close(taken[1])
+        (jdir / "queued").unlink(missing_ok=True)
+        log("killed on request while queued for a hub slot")
+        _write_json(
+            jdir / "exit.json",
+            {
+                "exit_code": -stop_signal,
+                "message": "killed on request",
+                "seconds": 0.0,
+                "core_seconds": 0.0,
+                "queued_seconds": queued_seconds,
+                "slot": None,
+                "limits": limits,
+            },
+        )
+        return 0
+    slot, lock = taken
+    (jdir / "slot").write_text(f"{slot}\n")
+    if (jdir / "queued").exists():
+        (jdir / "queued").unlink()
+        log("took hub slot %s after %.1f s in the queue", slot, queued_seconds)
+    try:
+        _slot_event(args, "start", slot)
+        argv = [sys.executable, "-B", "-P", "-m", "eastwest.west.runner", "--root", str(args.root)]
+        argv += [protocol.RUN, args.run, args.job, "--bundle", args.bundle]
+        if limits:
+            log("hub limits for this job: %s", ", ".join(f"{k}={v}" for k, v in sorted(limits.items())))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        started = time.monotonic()
+        # close_fds (the default) keeps the slot's lock out of the job: only this process holds it
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=lambda: _apply_limits(limits))
+        if stop_signal:  # the kill reached the group before the job was in it
+            proc.send_signal(stop_signal)
+        while True:
+            try:
+                _, wait_status, usage = os.wait4(proc.pid, 0)
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
+                continue
+        code = proc.returncode = os.waitstatus_to_exitcode(wait_status)
+        seconds = round(time.monotonic() - started, 3)
+        with open(jdir / "log", "rb") as source:
+            source.seek(max(0, (jdir / "log").stat().st_size - 4000))
+            tail = source.read().decode("utf-8", "replace")
+        message = describe_exit(code, limits, tail, stop_signal != 0)
+        if code != 0:
+            log("%s", message)
+        _write_json(
+            jdir / "exit.json",
+            {
+                "exit_code": code,
+                "message": message,
+                "seconds": seconds,
+                "core_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+                "queued_seconds": queued_seconds,
+                "slot": slot,
+                "limits": limits,
+            },
+        )
+    finally:
+        _slot_event(args, "end", slot)
+        os.close(lock)
     return 0
+
+
+def _take_slot(root: Path, slots: int) -> tuple[int, int] | None:
+    """A free slot's number and the descriptor holding its lock, or None when all ``slots`` are taken."""
+    for n in range(slots):
+        fd = os.open(slots_dir(root) / f"{n}.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return n, fd
+    return None
+
+
+def _wait_for_slot(root: Path, jdir: Path, slots: int, stopped: Callable[[], bool]) -> tuple[int, int] | None:
+    """Take a slot, waiting (queued) while all are busy; None if ``stopped`` first."""
+    slots_dir(root).mkdir(exist_ok=True)
+    taken = _take_slot(root, slots)
+    if taken is None:
+        (jdir / "queued").touch()
+        log("waiting for a hub slot (%s of %s busy)", slots, slots)
+    while taken is None and not stopped():
+        time.sleep(SLOT_POLL)
+        taken = _take_slot(root, slots)
+    return taken
+
+
+def _slot_event(args: argparse.Namespace, event: str, slot: int) -> None:
+    """Append one line to ``ROOT/log/slots.log``: one write on an O_APPEND descriptor never interleaves."""
+    line = {"event": event, "run": args.run, "job": args.job, "slot": slot, "at": time.time(), "pid": os.getpid()}
+    path = args.root / "log" / SLOTS_LOG
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (json.dumps(line) + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:  # the accounting must not fail the job
+        log("cannot append to %s (%s); the job goes on", path, exc.strerror or exc)
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -343,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--offset", type=_offset, default=0)
             p.add_argument("--limit", type=_offset, default=LOG_CHUNK)
         p.set_defaults(func=func)
+    sub.add_parser(PROBE).set_defaults(func=cmd_probe)
     return parser
 
 
