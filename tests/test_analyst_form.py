@@ -24,9 +24,12 @@ def resolved(params, **changes):
 
 
 def test_the_form_has_the_dates_the_hub_and_the_jobs_declared_parameters(params) -> None:
-    assert set(params) == {"start_date", "end_date", "hub", "enterprise_ids"}
+    assert set(params) == {"start_date", "end_date", "hub", "policy", "deadline_minutes", "enterprise_ids"}
     values = resolved(params)
-    assert values["hub"] == "west_guizhou"
+    assert values["hub"] == "auto" and values["policy"] == "fastest" and values["deadline_minutes"] is None
+    assert params.get_param("hub").schema["enum"] == [
+        "auto", "west_guizhou", "west_neimenggu", "west_gansu", "west_ningxia"
+    ]  # fmt: skip
 
 
 def test_valid_request(params) -> None:
@@ -42,8 +45,11 @@ def test_valid_request(params) -> None:
         ("enterprise_ids", f"x; touch {CANARY}"),
         ("enterprise_ids", "E0001,$(id)"),
         ("enterprise_ids", "E0001 E0002"),
-        ("hub", "west_gansu"),
+        ("hub", "west_tibet"),
         ("hub", "west_guizhou; rm -rf /"),
+        ("policy", "slowest"),
+        ("deadline_minutes", 0),
+        ("deadline_minutes", "30; id"),
         ("start_date", "2026-11-24; touch /tmp/x"),
         ("start_date", "yesterday"),
         ("end_date", "24/11/2026"),

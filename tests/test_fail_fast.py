@@ -79,7 +79,9 @@ def test_the_plan_task_never_retries_even_with_retries_in_default_args() -> None
         ({"start_date": "2026-11-24", "end_date": "2026-11-23"}, "must not be before"),
         ({"start_date": "2026-11-01", "end_date": "2026-12-31"}, "at most 31 days"),
         ({"start_date": 20261124}, "not a date"),
-        ({"start_date": "2026-11-24", "hub": "west_gansu"}, "hub 'west_gansu' is not one of"),
+        ({"start_date": "2026-11-24", "hub": "west_tibet"}, "hub 'west_tibet' is not 'auto' or one of"),
+        ({"start_date": "2026-11-24", "policy": "slowest"}, "policy 'slowest' is not one of fastest, cheapest"),
+        ({"start_date": "2026-11-24", "deadline_minutes": 30}, "deadline_minutes goes with policy 'cheapest'"),
         ({"start_date": "2026-11-24", "enterprise_ids": "E1,E0002"}, "does not match"),
         ({"start_date": "2026-11-24", "enterprise_ids": ["E0001", 7]}, "must be a string"),
     ],
@@ -100,7 +102,7 @@ def test_the_date_bound_is_the_forms_bound(analyst) -> None:
 def test_unknown_keys_in_an_analyst_conf_are_refused_with_the_accepted_keys(analyst) -> None:
     message = fails_once(analyst, {"start_date": "2026-11-24", "job": "format_disk", "Start_Date": "x"})
     assert "unknown field(s) Start_Date, job" in message
-    assert "accepted: start_date, end_date, hub, enterprise_ids" in message
+    assert "accepted: start_date, end_date, hub, policy, deadline_minutes, enterprise_ids" in message
 
 
 def test_unknown_keys_in_a_scheduled_runs_conf_are_refused(nightly) -> None:

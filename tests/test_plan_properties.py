@@ -58,7 +58,9 @@ enterprise_field = st.lists(enterprise, max_size=8).map(",".join) | st.lists(ent
 field_values = {
     "start_date": day_like | json_values,
     "end_date": day_like | json_values,
-    "hub": st.sampled_from([*SETTINGS.hubs, "west_gansu", ""]) | json_values,
+    "hub": st.sampled_from([*SETTINGS.hub_choices, "west_tibet", ""]) | json_values,
+    "policy": st.sampled_from(["fastest", "cheapest", "slowest", ""]) | json_values,
+    "deadline_minutes": st.none() | st.integers(-5, 2000) | json_values,
     "enterprise_ids": enterprise_field,
     "z_threshold": st.floats() | st.integers() | json_values,
     "tz": st.sampled_from(["Asia/Shanghai", "UTC", "../../etc/passwd", "Mars/Olympus"]) | json_values,
@@ -77,7 +79,9 @@ def confs(draw) -> dict:
 def assert_valid(plan: Plan, workload: Workload = WORKLOAD) -> None:
     """Every promise a plan makes to the tasks after it."""
     assert isinstance(plan, Plan)
-    assert plan.hub in SETTINGS.hubs
+    assert plan.hub in SETTINGS.hub_choices
+    assert plan.policy in ("fastest", "cheapest")
+    assert plan.deadline_s is None or (plan.policy == "cheapest" and 60 <= plan.deadline_s <= 24 * 3600)
     assert jobs.check_params(SPEC, plan.params) == plan.params  # the hub will accept them
     for key, value in plan.params.items():
         if SPEC.params[key]["type"] == "array":
@@ -115,8 +119,10 @@ moments = st.datetimes(
 
 @MANY
 @given(
-    conf=st.dictionaries(st.sampled_from(["hub", "start_date", "x"]), json_values, max_size=2)
-    | st.fixed_dictionaries({"hub": st.sampled_from(SETTINGS.hubs)}),
+    conf=st.dictionaries(
+        st.sampled_from(["hub", "policy", "deadline_minutes", "start_date", "x"]), json_values, max_size=2
+    )
+    | st.fixed_dictionaries({"hub": st.sampled_from(SETTINGS.hub_choices)}),
     start=st.none() | moments | json_scalars,
     length=st.sampled_from([timedelta(days=1), timedelta(days=-1), timedelta(0), timedelta(days=40)]),
 )
@@ -136,7 +142,7 @@ def test_any_scheduled_run_gives_a_valid_plan_or_a_plan_error(conf, start, lengt
         assert str(exc)
         return
     assert_valid(plan)
-    assert plan.scope == "nightly" and set(conf) <= {"hub"}
+    assert plan.scope == "nightly" and set(conf) <= set(plans.SCHEDULED_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +154,7 @@ def form():
 @given(
     start=day_like | json_values,
     end=st.none() | day_like | json_values,
-    hub=st.sampled_from([*SETTINGS.hubs, "west_gansu"]) | json_values,
+    hub=st.sampled_from([*SETTINGS.hub_choices, "west_tibet"]) | json_values,
     ids=enterprise_field,
 )
 def test_what_the_form_accepts_the_plan_accepts_within_its_date_bound(form, start, end, hub, ids) -> None:

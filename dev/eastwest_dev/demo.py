@@ -119,7 +119,13 @@ def print_summary(summary: dict[str, Any], state: str, seconds: float, log_file:
         ("extract", f"{s['rows_extracted']:,} rows in {s['extract_seconds']}s" if s["rows_extracted"] else "-"),
         ("raw → wire", f"{s['raw_mb']} MB raw Arrow → {s['wire_mb']} MB zstd on the wire ({s['compression_ratio']}x)"),
         ("transfer", transfer if s["wire_mb_sent"] is not None else "-"),
-        ("hub", s["hub"]),
+        ("hub", f"{s['hub']} ({s.get('hub_requested')}: {s.get('placement')})"),
+        ("failovers", s.get("failovers") if s.get("failovers") != "none" else "none"),
+        (
+            "cost",
+            f"¥{s.get('cost_yuan', 0):.6f} ({s.get('core_seconds')} core-s measured on the hub, "
+            f"{(s.get('bytes_to_hubs') or 0) / 1e6:.2f} MB received)",
+        ),
         ("job bundle", (s.get("job_bundle") or "-")[:16]),
         ("remote compute", f"{s['remote_compute_seconds']}s for job {s['job']} → {s['result_rows']} result rows"),
         ("validation", s["validation"]),

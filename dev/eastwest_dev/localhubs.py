@@ -37,9 +37,9 @@ DEFAULT_PORT_BASE = 22101
 DEFAULT_HUB_USER = "eastwest-hub"
 #: Directories of a hub's root the hub user owns; everything else there belongs to root.
 DATA_DIRS = ("scratch", "jobs", "chunks", "bundles", "log")
-#: Default per-job limits of a local hub (``limits.json``); EASTWEST_HUB_MAX_MEMORY_MB and
-#: EASTWEST_HUB_MAX_CPU_SECONDS override them.
-DEFAULT_LIMITS = {"max_memory_mb": 8192, "max_cpu_seconds": 3600}
+#: Default limits of a local hub (``limits.json``): per job, and how many jobs run at once;
+#: EASTWEST_HUB_MAX_MEMORY_MB, EASTWEST_HUB_MAX_CPU_SECONDS and EASTWEST_HUB_SLOTS override them.
+DEFAULT_LIMITS = {"max_memory_mb": 8192, "max_cpu_seconds": 3600, "slots": 4}
 
 
 class HubSetupError(RuntimeError):
@@ -300,8 +300,18 @@ def connection_for(hub: LocalHub, key: Path, user: str) -> dict:
             "compress": False,
             "conn_timeout": 10,
             "eastwest_root": str(hub.root),
+            **profile_extras(hub.name),
         },
     }
+
+
+def profile_extras(name: str) -> dict:
+    """The hub's declared attributes (slots, memory, prices, link): its region's defaults, or the
+    values in ``EASTWEST_HUB_PROFILES`` (JSON: ``{"west_gansu": {"eastwest_slots": 1, ...}}``)."""
+    from eastwest.hub.placement import HubProfile
+
+    overrides = json.loads(os.environ.get("EASTWEST_HUB_PROFILES") or "{}").get(name, {})
+    return HubProfile.from_extras(name, overrides).extras() | overrides
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> bool:

@@ -170,6 +170,19 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"airflow db migrate failed:\n{(result.stdout + result.stderr)[-3000:]}")
 
+    def create_pools(self) -> dict[str, int]:
+        """One pool per hub (``eastwest_<hub>``) with the slots the hub declares in its connection."""
+        from eastwest.airflow import pools
+
+        env = self.env()
+        connections = {}
+        for key, value in env.items():
+            if key.startswith("AIRFLOW_CONN_") and value.lstrip().startswith("{"):
+                connections[key.removeprefix("AIRFLOW_CONN_").lower()] = json.loads(value)
+        sizes = pools.hub_slots(connections)
+        pools.ensure(sizes, env)
+        return sizes
+
     def up(self, timeout: float = 240.0) -> float:
         """Migrate the metadata DB and start every component; return seconds until healthy."""
         started = time.monotonic()
@@ -177,6 +190,7 @@ class Stack:
         if self.running():
             raise StackError(f"a stack is already running from {self.state_dir}; run `make airflow-down` first")
         self.migrate()
+        self.create_pools()
         self.start_component("api-server", "api-server", "--host", self.host, "--port", str(self.port))
         for name in ("scheduler", "triggerer"):
             self.start_component(name, name, "--skip-serve-logs")

@@ -17,14 +17,24 @@ from pathlib import Path
 
 from eastwest.west.protocol import check_name
 
-#: Hubs a DAG may use when ``EASTWEST_HUBS`` is not set. Each name is also the hub's SSH connection id.
-DEFAULT_HUBS = ("west_guizhou", "west_ningxia")
+#: Hubs a DAG may use when ``EASTWEST_HUBS`` is not set: one per western region of the national plan.
+#: Each name is also the hub's SSH connection id and, prefixed with ``eastwest_``, its Airflow pool.
+DEFAULT_HUBS = ("west_guizhou", "west_neimenggu", "west_gansu", "west_ningxia")
+#: The hub a run asks for unless it names one: placement chooses (``eastwest.hub.placement``).
+AUTO_HUB = "auto"
+#: Placement policies (``eastwest.hub.placement.POLICIES``).
+POLICIES = ("fastest", "cheapest")
 
 #: Connection ids that fall back to an embedded SQLite database when no Airflow connection exists.
 EMBEDDED_CONNECTIONS = {"east_source": "east_source.db", "east_warehouse": "warehouse.db"}
 
 #: The local time zone of the east-side business day.
 LOCAL_TZ = "Asia/Shanghai"
+
+
+def pool_name(hub: str) -> str:
+    """The Airflow pool that caps the compute jobs running on ``hub`` at once."""
+    return f"eastwest_{hub}"
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -67,6 +77,12 @@ class Settings:
     data_dir: Path
     hubs: tuple[str, ...]
     default_hub: str
+    default_policy: str = "fastest"
+
+    @property
+    def hub_choices(self) -> tuple[str, ...]:
+        """What a run may ask for: ``auto`` or a configured hub."""
+        return (AUTO_HUB, *self.hubs)
 
     @property
     def staging_dir(self) -> Path:
@@ -99,7 +115,12 @@ def get_settings(project: Project | None = None) -> Settings:
         check_name("hub in EASTWEST_HUBS", hub)
     if not hubs:
         raise ValueError("EASTWEST_HUBS names no hub; set it to a comma-separated list of hub connection ids")
-    default_hub = os.environ.get("EASTWEST_DEFAULT_HUB", hubs[0])
-    if default_hub not in hubs:
-        raise ValueError(f"EASTWEST_DEFAULT_HUB {default_hub!r} is not one of EASTWEST_HUBS ({', '.join(hubs)})")
-    return Settings(data_dir=data_dir, hubs=hubs, default_hub=default_hub)
+    default_hub = os.environ.get("EASTWEST_DEFAULT_HUB", AUTO_HUB)
+    if default_hub not in (AUTO_HUB, *hubs):
+        raise ValueError(
+            f"EASTWEST_DEFAULT_HUB {default_hub!r} is neither {AUTO_HUB!r} nor one of EASTWEST_HUBS ({', '.join(hubs)})"
+        )
+    policy = os.environ.get("EASTWEST_PLACEMENT_POLICY", POLICIES[0])
+    if policy not in POLICIES:
+        raise ValueError(f"EASTWEST_PLACEMENT_POLICY {policy!r} is not one of {', '.join(POLICIES)}")
+    return Settings(data_dir=data_dir, hubs=hubs, default_hub=default_hub, default_policy=policy)

@@ -1,7 +1,8 @@
-"""Turn a declared workload into a DAG: plan → wait → extract → ship → compute → fetch → validate → publish.
+"""Turn a declared workload into a DAG: plan → wait → extract → place → ship → compute → fetch → validate → publish.
 
-    plan → wait_for_data → extract → ship → compute (on the hub) → fetch → validate → publish
-                                      └──────────── cleanup (teardown) ────────────┘ → report (teardown)
+    plan → wait_for_data → extract → place → ship ─┬→ compute_<hub> (one per hub, in its pool) ─┬→ fetch → validate → publish
+                                                   └→ …  (ship branches to the placed hub's)   ─┘
+                                      └──────────────── cleanup (teardown) ────────────────┘ → report (teardown)
 
 :func:`east_west_dag` checks the declaration when the DAG file is parsed (a wrong one is an import
 error naming the field), builds the trigger form of an unscheduled DAG from the job's declared
@@ -23,11 +24,12 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 from eastwest.airflow.operators import WestJobOperator
 from eastwest.airflow.wait import WaitForData
 from eastwest.config import Workload, WorkloadError
-from eastwest.east import connections, sources, steps, warehouse
+from eastwest.east import connections, placing, sources, steps, warehouse
 from eastwest.east import plan as plans
 from eastwest.east import report as reports
 from eastwest.east.plan import Plan
-from eastwest.settings import Project, get_settings
+from eastwest.hub import placement
+from eastwest.settings import POLICIES, Project, Settings, get_settings, pool_name
 from eastwest.west.jobs import JobError
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,12 @@ JOB_TIMEOUT = timedelta(hours=2)
 #: How long a scheduled DAG's runs wait for their data by default (unscheduled DAGs: not at all).
 WAIT_FOR_DATA = timedelta(hours=2)
 DATA_POLL_INTERVAL = timedelta(minutes=5)
+#: How long a compute step waits for an unreachable hub before it counts as failed (and the
+#: retry of an ``auto`` run moves to another hub).
+FAILOVER_AFTER = timedelta(minutes=2)
 #: Errors that retrying cannot fix: the task fails at once, saying what to do.
 FINAL = (
+    placement.PlacementError,
     plans.PlanError,
     steps.ValidationFailed,
     steps.InputChanged,
@@ -83,7 +89,22 @@ def form_param(schema: dict[str, Any]) -> Param:
     return Param(schema.get("default"), type=schema["type"], **extra, **common)
 
 
-def _form(workload: Workload, spec: Any, hubs: Sequence[str], default_hub: str) -> dict[str, Param]:
+def _placement_fields(settings: Settings, policy: str, deadline_minutes: int | None) -> dict[str, Param]:
+    return {
+        "hub": Param(
+            settings.default_hub, enum=list(settings.hub_choices), title="Western hub",
+            description="auto: the hub where the run finishes soonest (fastest) or costs least (cheapest)",
+        ),
+        "policy": Param(policy, enum=list(POLICIES), title="Placement policy", description="for hub auto"),
+        "deadline_minutes": Param(
+            deadline_minutes, type=["null", "integer"], minimum=1, maximum=plans.MAX_DEADLINE_MINUTES,
+            title="Deadline (minutes)",
+            description="with cheapest: the cheapest hub that finishes within this many minutes",
+        ),
+    }  # fmt: skip
+
+
+def _form(workload: Workload, spec: Any, settings: Settings, placed: dict[str, Param]) -> dict[str, Param]:
     fields: dict[str, Param] = {}
     if workload.interval:
         last = plans.last_day()  # the plan enforces the same bound when the run starts
@@ -96,7 +117,7 @@ def _form(workload: Workload, spec: Any, hubs: Sequence[str], default_hub: str) 
             None, type=["null", "string"], format="date", pattern=days, title="Last day",
             description=f"Last local day, inclusive (empty: the first day); at most {plans.MAX_RANGE_DAYS} days",
         )  # fmt: skip
-    fields["hub"] = Param(default_hub, enum=list(hubs), title="Western hub")
+    fields.update(placed)
     for name in workload.form:
         fields[name] = form_param(spec.params[name])
     return fields
@@ -114,6 +135,10 @@ def east_west_dag(
     dagrun_timeout: timedelta = timedelta(hours=4),
     wait_for_data: timedelta | None = None,
     data_poll_interval: timedelta = DATA_POLL_INTERVAL,
+    placement_policy: str | None = None,
+    deadline: timedelta | None = None,
+    max_active_runs: int = 1,
+    failover_after: timedelta = FAILOVER_AFTER,
 ) -> DAG:
     """Build the DAG of ``workload``: scheduled on a cron in the workload's time zone, or (``schedule=None``)
     triggered with a form of first day, last day, hub and the workload's ``form`` parameters.
@@ -125,6 +150,12 @@ def east_west_dag(
         complete before it fails once naming what is missing; by default 2 hours for a scheduled DAG
         and none for an unscheduled one. Backfill runs never wait. Must be shorter than ``dagrun_timeout``.
     :param data_poll_interval: how often a waiting run checks its inputs again.
+    :param placement_policy: how ``hub=auto`` runs choose their hub: ``fastest`` or ``cheapest``
+        (default ``EASTWEST_PLACEMENT_POLICY``, else fastest); the form and the conf may override it.
+    :param deadline: with ``cheapest``, the cheapest hub that finishes within this (whole minutes).
+    :param max_active_runs: runs of this DAG at once (analyst DAGs: several requests in parallel).
+    :param failover_after: how long a compute step waits for an unreachable hub before it counts
+        as failed; the retry of an ``auto`` run then goes to another hub.
     """
     import pendulum
 
@@ -148,20 +179,30 @@ def east_west_dag(
         )
     if not isinstance(data_poll_interval, timedelta) or data_poll_interval <= timedelta(0):
         raise WorkloadError(f"east_west_dag {dag_id!r}: data_poll_interval must be a positive timedelta")
+    policy = placement_policy or settings.default_policy
+    if policy not in POLICIES:
+        raise WorkloadError(f"east_west_dag {dag_id!r}: placement_policy must be one of {', '.join(POLICIES)}")
+    deadline_minutes = None
+    if deadline is not None:
+        if not isinstance(deadline, timedelta) or not timedelta(minutes=1) <= deadline <= timedelta(days=1):
+            raise WorkloadError(f"east_west_dag {dag_id!r}: deadline must be a timedelta from 1 minute to 1 day")
+        if policy != "cheapest":
+            raise WorkloadError(f"east_west_dag {dag_id!r}: a deadline goes with placement_policy='cheapest'")
+        deadline_minutes = int(deadline.total_seconds() // 60)
+    placement_params = _placement_fields(settings, policy, deadline_minutes)
+    params = _form(workload, spec, settings, placement_params) if not scheduled else placement_params
     with DAG(
         dag_id=dag_id,
         doc_md=doc_md,
         schedule=CronDataIntervalTimetable(schedule, timezone=workload.tz) if schedule is not None else None,
         start_date=start_date or pendulum.datetime(2026, 11, 1, tz=workload.tz),
         catchup=False,
-        max_active_runs=1,
+        max_active_runs=max_active_runs,
         dagrun_timeout=dagrun_timeout,
         default_args={**DEFAULT_ARGS, **(default_args or {})},
         tags=["eastwest", *tags],
-        params=_form(workload, spec, settings.hubs, settings.default_hub) if not scheduled else {
-            "hub": Param(settings.default_hub, enum=list(settings.hubs), title="Western hub"),
-        },
-    ) as dag:  # fmt: skip
+        params=params,
+    ) as dag:
 
         @task(task_id="plan", retries=0, execution_timeout=timedelta(minutes=5))
         def plan(params: Any = None, data_interval_start: Any = None, data_interval_end: Any = None) -> dict:
@@ -179,8 +220,8 @@ def east_west_dag(
                     "and start a new run (retrying this one cannot help)"
                 ) from exc
 
-        def step(name: str, func: Callable[[steps.RunContext, Plan], dict], doc: str) -> Any:
-            @task(task_id=name, execution_timeout=STEP_TIMEOUT, doc_md=doc)
+        def step(name: str, func: Callable[[steps.RunContext, Plan], dict], doc: str, **kwargs: Any) -> Any:
+            @task(task_id=name, execution_timeout=STEP_TIMEOUT, doc_md=doc, **kwargs)
             def run(plan: Any) -> dict:
                 return _final(lambda: func(ctx, Plan.from_dict(plan)))
 
@@ -189,10 +230,13 @@ def east_west_dag(
         @task(task_id="report", execution_timeout=STEP_TIMEOUT)
         def report(plan: Any) -> dict:
             """Write the run report (JSON and HTML) from every step's metrics, whatever their outcome."""
-            ti = get_current_context()["ti"]
+            context = get_current_context()
+            ti = context["ti"]
             metrics = {name: ti.xcom_pull(task_ids=name) for name in reports.STEPS}
+            metrics["ship"] = ti.xcom_pull(task_ids="ship", key="transfer")
             parsed = Plan.from_dict(plan)
             summary = reports.summarize(ctx, parsed, metrics)
+            reports.record_usage(ctx, parsed, summary, run_id=str(context["run_id"]))
             reports.write_report(ctx, parsed, summary)
             for key, value in summary.items():
                 log.info("%-24s %s", key, value)
@@ -205,16 +249,32 @@ def east_west_dag(
         )  # fmt: skip
         extracted = step("extract", steps.extract, "Stream every input from the east into zstd Arrow chunks.")(planned)
         waited >> extracted
-        shipped = step("ship", steps.ship, "Send the job bundle and the inputs; the hub verifies each.")(planned)
-        compute = WestJobOperator(
-            task_id="compute", plan=planned, timeout=int(JOB_TIMEOUT.total_seconds()), execution_timeout=JOB_TIMEOUT
-        )
-        fetched = step("fetch", steps.fetch, "Bring the result back east, verified.")(planned)
+        placed = step("place", placing.place, "Choose the hub by the run's policy; the table says why.")(planned)
+
+        @task.branch(task_id="ship", execution_timeout=STEP_TIMEOUT)
+        def ship(plan: Any) -> list[str]:
+            """Send the job bundle and the inputs to the run's hub (the hub verifies each); go on to its compute task."""
+            metrics = _final(lambda: steps.ship(ctx, Plan.from_dict(plan)))
+            get_current_context()["ti"].xcom_push(key="transfer", value=metrics)
+            return [f"compute_{metrics['hub']}"]
+
+        shipped = ship(planned)
+        computes = [
+            WestJobOperator(
+                task_id=f"compute_{hub}", plan=planned, run_context=ctx, timeout=int(JOB_TIMEOUT.total_seconds()),
+                execution_timeout=JOB_TIMEOUT, pool=pool_name(hub), lost_after=failover_after.total_seconds(),
+                doc_md=f"Run the job on {hub} (pool {pool_name(hub)}), or where the run failed over to.",
+            )
+            for hub in settings.hubs
+        ]  # fmt: skip
+        fetched = step(
+            "fetch", steps.fetch, "Bring the result back east, verified.", trigger_rule="none_failed_min_one_success"
+        )(planned)
         validated = step("validate", steps.validate, "Validate with the suite; a failure quarantines.")(planned)
         published = step("publish", steps.publish, "Replace the run's partition in one transaction.")(planned)
-        cleaned = step("cleanup", steps.cleanup, "Remove the run's scratch files on the hub and locally.")(planned)
+        cleaned = step("cleanup", steps.cleanup, "Remove the run's scratch files on the hubs and locally.")(planned)
         reported = report(planned)
-        extracted >> shipped >> compute >> fetched >> validated >> published >> cleaned >> reported
+        extracted >> placed >> shipped >> computes >> fetched >> validated >> published >> cleaned >> reported
         cleaned.as_teardown(setups=[extracted, shipped])
         reported.as_teardown(setups=extracted)
     dag.fileloc = fileloc

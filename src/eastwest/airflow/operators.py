@@ -7,6 +7,11 @@ process group, a deferrable trigger watches it and streams its output into the t
 exit fails the task with the job's last output, and a kill, a timeout or a lost monitor kills the
 process group. It is a :class:`ResumableJobMixin` operator: a retry re-attaches to a job that is
 still running, or takes the result of one that finished, instead of starting a second one.
+
+The run's hub comes from its placement (:mod:`eastwest.east.placing`). The DAG has one compute task
+per hub, each in that hub's pool, and the ship step branches to the placed hub's. A retry after
+the hub failed (unreachable past ``lost_after``, the job killed) places the run again, ships its
+data to the new hub and runs the job there; the task keeps the pool slot it started with.
 """
 
 from __future__ import annotations
@@ -18,23 +23,31 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin
 
-from eastwest.airflow.triggers import JobWatch, WestJobTrigger, poll_delay
-from eastwest.hub.hook import HostKeyMismatch, HubError, WestHubHook
+from eastwest.airflow.triggers import WestJobTrigger
+from eastwest.east import placing
+from eastwest.east.plan import Plan
+from eastwest.east.steps import RunContext
+from eastwest.hub import jobs
+from eastwest.hub.hook import HubError, WestHubHook
 from eastwest.settings import get_settings
 from eastwest.west import jobctl, protocol
 from eastwest.west.protocol import check_name
 
 
 class WestJobOperator(ResumableJobMixin, BaseOperator):
-    """Run a job of the shipped bundle on a western hub against a run's shipped datasets.
+    """Run a job of the shipped bundle on the run's western hub against its shipped datasets.
 
     :param plan: the run's plan (``eastwest.east.plan.Plan.to_dict()``), usually the output of the
-        DAG's plan task (templated). It names the hub, the job, the run key and the job parameters.
-    :param bundle_task: the task whose return value names the installed job bundle (``bundle``).
+        DAG's plan task (templated). It names the job, the run key and the job parameters.
+    :param run_context: the DAG's run context (workload, project, settings): the run's hub and
+        shipped bundle come from its placement record, and a failed hub fails over. Without it the
+        operator runs on the plan's ``hub`` with the bundle that ``bundle_task`` returned.
+    :param bundle_task: without a run context, the task whose return value names the bundle.
     :param timeout: seconds the job may run before it is killed (None: no limit).
     :param poll_interval: seconds between status polls.
-    :param lost_after: seconds the hub may be unreachable before the watch gives up (the job is
-        killed if the hub can be told; a retry re-attaches to it otherwise).
+    :param lost_after: seconds the hub may be unreachable before the watch gives up: the hub counts
+        as failed, the job is killed if the hub can be told, and a retry places the run elsewhere
+        (a run that named its hub re-attaches to the job instead).
     :param deferrable: watch from the triggerer (default) instead of holding a worker slot.
     """
 
@@ -46,51 +59,81 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
         self,
         *,
         plan: Any,
+        run_context: RunContext | None = None,
         bundle_task: str = "ship",
         timeout: int | None = None,
         poll_interval: float = 2.0,
-        lost_after: float = 600.0,
+        lost_after: float = 120.0,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.plan = plan
+        self.run_context = run_context
         self.bundle_task = bundle_task
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.lost_after = lost_after
         self.deferrable = deferrable
 
-    def _bind(self) -> tuple[str, str, str]:
-        """Check the rendered plan; return (hub, job, run key)."""
+    def _plan(self) -> Plan:
         if not isinstance(self.plan, dict):
             raise AirflowException(f"{self.task_id}: plan must be a dict, got {type(self.plan).__name__}")
-        hub, job, run_key = self.plan.get("hub"), self.plan.get("job"), self.plan.get("run_key")
-        hubs = get_settings().hubs
+        return Plan.from_dict(self.plan)
+
+    def _bind(self) -> tuple[str, str, str]:
+        """The rendered plan's (hub the run is on now, job, run key)."""
+        if not isinstance(self.plan, dict):
+            raise AirflowException(f"{self.task_id}: plan must be a dict, got {type(self.plan).__name__}")
+        job, run_key = (
+            check_name("job", str(self.plan.get("job"))),
+            check_name("run key", str(self.plan.get("run_key"))),
+        )
+        if self.run_context is not None:
+            return placing.current(self.run_context, self._plan()), job, run_key
+        hub, hubs = self.plan.get("hub"), get_settings().hubs
         if hub not in hubs:
             raise AirflowException(f"hub {hub!r} is not configured; choose one of {', '.join(hubs)}")
-        return str(hub), check_name("job", str(job)), check_name("run key", str(run_key))
+        return str(hub), job, run_key
 
     def execute(self, context: Any) -> Any:
-        self._bind()
-        return self.execute_resumable(context)
+        from eastwest.east import steps
+
+        ctx = self.run_context
+        if ctx is None:
+            self._bind()
+            return self.execute_resumable(context)
+        plan = self._plan()
+        with placing.on_hub(ctx, plan, placing.COMPUTE) as hub:  # a failed hub is left here (failover)
+            record = placing.load(ctx, plan) or {}
+            if hub not in record.get("shipped", {}):
+                self.log.warning("hub %s does not hold this run's data yet (failover): shipping it there first", hub)
+                steps.ship_to(ctx, plan, hub)
+            return self.execute_resumable(context)
 
     # -- ResumableJobMixin ------------------------------------------------------------------------
 
-    def _bundle(self, context: Any) -> str:
-        """The digest of the job bundle the run's ship task installed."""
-        shipped = context["ti"].xcom_pull(task_ids=self.bundle_task) or {}
-        digest = str(shipped.get("bundle") or "")
+    def _bundle(self, context: Any, hub: str) -> str:
+        """The digest of the job bundle shipped to ``hub`` for this run."""
+        if self.run_context is None:
+            shipped = context["ti"].xcom_pull(task_ids=self.bundle_task) or {}
+            digest = str(shipped.get("bundle") or "")
+        else:
+            digest = str((placing.load(self.run_context, self._plan()) or {}).get("shipped", {}).get(hub) or "")
         if not protocol.SHA256_HEX.fullmatch(digest):
-            raise AirflowException(f"{self.bundle_task} did not report an installed job bundle; rerun it first")
+            raise AirflowException(f"no job bundle was shipped to hub {hub} for this run; clear the ship task")
         return digest
+
+    def _mark(self, what: str, hub: str, value: Any) -> None:
+        if self.run_context is not None:
+            placing.mark(self.run_context, self._plan(), what, hub, value)
 
     def submit_job(self, context: Any) -> dict[str, Any]:
         hub, job, run_key = self._bind()
-        digest = self._bundle(context)
-        hook = WestHubHook(hub)
-        hook.put_params(run_key, job, dict(self.plan.get("params") or {}), digest)
-        submitted = hook.submit_job(run_key, job, digest)
+        digest = self._bundle(context, hub)
+        submitted = jobs.submit(hub, run_key, job, digest, dict(self.plan.get("params") or {}))
+        if self.run_context is not None:
+            placing.release(self.run_context, self._plan())  # the hub's own queue counts it from now on
         self.log.info(
             "job %s of bundle %s for run %s runs on hub %s (process group %s)",
             job,
@@ -108,8 +151,8 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
             if isinstance(external_id, dict)
             else None
         )
-        if known != (hub, run_key, self._bundle(context)):
-            return "stale"  # a job of another plan or of other job code (shipped again since): start this one
+        if known != (hub, run_key, self._bundle(context, hub)):
+            return "stale"  # a job on another hub, of another plan or of other job code: start this one
         return str(WestHubHook(hub).job_status(run_key, job)["state"])
 
     def is_job_active(self, status: str) -> bool:
@@ -126,50 +169,27 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
                 trigger=WestJobTrigger(hub, run_key, job, 0, self.poll_interval, deadline, self.lost_after),
                 method_name="execute_complete",
             )
-        event = self._watch(JobWatch(hub, run_key, job), deadline)
+        event = jobs.watch(
+            jobs.JobWatch(hub, run_key, job),
+            deadline=deadline,
+            poll_interval=self.poll_interval,
+            lost_after=self.lost_after,
+            emit=self.log.info,
+        )
         self.execute_complete(context, event)
 
     def get_job_result(self, external_id: Any, context: Any) -> dict[str, Any]:
+        self._mark("computed", external_id["hub"], True)
         return {"hub": external_id["hub"], "job": external_id["job"], "state": jobctl.SUCCEEDED}
 
-    # -- watching ---------------------------------------------------------------------------------
-
-    def _watch(self, watch: JobWatch, deadline: float | None) -> dict[str, Any]:
-        """The synchronous path: the trigger's loop, holding the worker slot."""
-        failing_since = None
-        polls = 0
-        try:
-            while True:
-                if deadline is not None and time.time() > deadline:
-                    return {"status": "timeout", "message": "the job ran past its timeout"}
-                try:
-                    status, output = watch.poll()
-                except HostKeyMismatch as exc:
-                    return {"status": "error", "message": str(exc)}
-                except HubError as exc:
-                    failing_since = failing_since or time.monotonic()
-                    if time.monotonic() - failing_since > self.lost_after:
-                        return {"status": "lost", "message": str(exc)}
-                    time.sleep(self.poll_interval)
-                    continue
-                failing_since = None
-                for line in output.decode("utf-8", "replace").splitlines():
-                    self.log.info("[%s] %s", watch.hub, line)
-                if status["state"] != jobctl.RUNNING:
-                    return {
-                        "status": status["state"],
-                        "message": status.get("message"),
-                        "exit_code": status.get("exit_code"),
-                    }
-                polls += 1
-                time.sleep(poll_delay(polls, self.poll_interval))
-        finally:
-            watch.close()
+    # -- the job's end ------------------------------------------------------------------------------
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         hub, job, run_key = self._bind()
-        status = (event or {}).get("status")
+        event = event or {}
+        status = event.get("status")
         if status == jobctl.SUCCEEDED:
+            self._mark("computed", hub, True)
             self.log.info("job %s for run %s on hub %s succeeded", job, run_key, hub)
             return {"hub": hub, "job": job, "state": status}
         if status in ("timeout", "lost"):
@@ -178,20 +198,18 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
             why = (
                 f"ran past its timeout of {timedelta(seconds=self.timeout or 0)}"
                 if status == "timeout"
-                else f"lost its monitor ({event.get('message')})"
+                else f"lost its hub ({event.get('message')})"
             )
-            raise AirflowException(
-                f"job {job} for run {run_key} on hub {hub} {why}; its process group was killed if the hub "
-                "could be reached, and a retry re-attaches to it otherwise"
-            )
-        try:
-            tail = WestHubHook(hub).job_log_tail(run_key, job).strip()
-        except HubError as exc:
-            tail = f"(the job's output could not be read: {exc})"
-        raise AirflowException(
-            f"job {job} for run {run_key} on hub {hub} failed: {(event or {}).get('message')}. "
-            f"Last output of the job:\n{tail}"
-        )
+            message = f"job {job} for run {run_key} on hub {hub} {why}; its process group was killed if the hub could be reached"
+        else:
+            try:
+                tail = WestHubHook(hub).job_log_tail(run_key, job).strip()
+            except HubError as exc:
+                tail = f"(the job's output could not be read: {exc})"
+            message = f"job {job} for run {run_key} on hub {hub} failed: {event.get('message')}. Last output of the job:\n{tail}"
+        if jobs.hub_failed(event) and self.run_context is not None:  # not the job's error: the retry moves
+            placing.record_failure(self.run_context, self._plan(), hub, placing.COMPUTE, str(event.get("message")))
+        raise AirflowException(message)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         if next_method == "__fail__":  # the trigger failed or timed out: do not leave the job running

@@ -17,50 +17,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from eastwest.hub.hook import HostKeyMismatch
+from eastwest.hub.jobs import JobWatch, poll_delay
 from eastwest.west import jobctl
-
-
-def poll_delay(polls: int, interval: float) -> float:
-    """Seconds before the next poll: short at first (most jobs take seconds), then ``interval``."""
-    return min(interval, 0.25 * 2 ** min(polls, 10))
-
-
-class JobWatch:
-    """One connection to a hub, polling one job: the part the trigger and the sync path share."""
-
-    def __init__(self, hub: str, run_key: str, job: str, offset: int = 0) -> None:
-        self.hub, self.run_key, self.job, self.offset = hub, run_key, job, offset
-        self._hook: Any = None
-        self._client: Any = None
-
-    def poll(self) -> tuple[dict[str, Any], bytes]:
-        """The job's status and its output since the last poll; raises if the hub cannot be reached."""
-        from eastwest.hub.hook import WestHubHook
-
-        try:
-            if self._client is None:
-                self._hook = self._hook or WestHubHook(self.hub)
-                self._client = self._hook.connect()
-            status = self._hook.job_status(self.run_key, self.job, client=self._client)
-            output = bytearray()
-            size = int(status.get("log_size") or 0)
-            while self.offset < size:  # to the end, so a finished job's last lines are never lost
-                chunk = self._hook.job_log(self.run_key, self.job, self.offset, client=self._client)
-                if not chunk:
-                    break
-                output.extend(chunk)
-                self.offset += len(chunk)
-            return status, bytes(output)
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            finally:
-                self._client = None
 
 
 class WestJobTrigger(BaseTrigger):

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from eastwest.config import Workload
-from eastwest.settings import Settings
+from eastwest.settings import POLICIES, Settings
 from eastwest.west import jobs
 from eastwest.west.protocol import check_name
 
@@ -32,9 +32,11 @@ MAX_RANGE_DAYS = 31
 FIRST_DAY = date(2000, 1, 1)
 #: The keys an analyst's request (the conf of a run of an unscheduled DAG) may hold, besides the
 #: workload's ``form`` parameters.
-FORM_KEYS = ("start_date", "end_date", "hub")
+FORM_KEYS = ("start_date", "end_date", "hub", "policy", "deadline_minutes")
 #: The keys the conf of a run of a scheduled DAG may hold: its days come from the data interval.
-SCHEDULED_KEYS = ("hub",)
+SCHEDULED_KEYS = ("hub", "policy", "deadline_minutes")
+#: The longest deadline a run may give placement (a day).
+MAX_DEADLINE_MINUTES = 24 * 60
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -86,9 +88,11 @@ class Plan:
     dag_id: str
     scope: str
     run_key: str
-    hub: str
+    hub: str  # a configured hub, or "auto": placement chooses (eastwest.east.placing)
     job: str
     params: dict[str, Any] = field(default_factory=dict)
+    policy: str = "fastest"  # placement policy of an "auto" run
+    deadline_s: int | None = None  # with "cheapest": the cheapest hub that finishes within this
     start: str | None = None  # naive UTC ISO timestamps bounding the interval [start, end)
     end: str | None = None
     start_day: str | None = None  # local calendar days of the target partition [start_day, end_day)
@@ -161,9 +165,26 @@ def check_conf(conf: Any, accepted: tuple[str, ...]) -> dict[str, Any]:
 def _hub(value: Any, settings: Settings) -> str:
     if value is None or value == "":
         return settings.default_hub
-    if not isinstance(value, str) or value not in settings.hubs:
-        raise PlanError(f"hub {_shown(value)} is not one of the configured hubs: {', '.join(settings.hubs)}")
+    if not isinstance(value, str) or value not in settings.hub_choices:
+        raise PlanError(f"hub {_shown(value)} is not 'auto' or one of the configured hubs: {', '.join(settings.hubs)}")
     return value
+
+
+def _placement(conf: Mapping[str, Any], settings: Settings) -> tuple[str, int | None]:
+    """The run's placement policy and deadline (seconds) from ``policy`` and ``deadline_minutes``."""
+    policy = conf.get("policy")
+    if policy in (None, ""):
+        policy = settings.default_policy
+    if not isinstance(policy, str) or policy not in POLICIES:
+        raise PlanError(f"policy {_shown(policy)} is not one of {', '.join(POLICIES)}")
+    minutes = conf.get("deadline_minutes")
+    if minutes in (None, ""):
+        return policy, None
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_DEADLINE_MINUTES:
+        raise PlanError(f"deadline_minutes {_shown(minutes)} must be a whole number from 1 to {MAX_DEADLINE_MINUTES}")
+    if policy != "cheapest":
+        raise PlanError("deadline_minutes goes with policy 'cheapest' (the cheapest hub that finishes in time)")
+    return policy, minutes * 60
 
 
 def _job_params(spec: jobs.JobSpec, params: dict[str, Any], *, fill_defaults: bool = True) -> dict[str, Any]:
@@ -186,6 +207,8 @@ def make_plan(
     start_day: date | None = None,
     end_day: date | None = None,
     params: dict[str, Any] | None = None,
+    policy: str = "fastest",
+    deadline_s: int | None = None,
 ) -> Plan:
     """Validate a request and turn it into a plan; raises :class:`PlanError` naming the bad field."""
     try:
@@ -193,13 +216,18 @@ def make_plan(
         check_name("dag id", dag_id)
     except ValueError as exc:
         raise PlanError(str(exc)) from None
-    if not isinstance(hub, str) or hub not in settings.hubs:
-        raise PlanError(f"hub {_shown(hub)} is not one of the configured hubs: {', '.join(settings.hubs)}")
+    if not isinstance(hub, str) or hub not in settings.hub_choices:
+        raise PlanError(f"hub {_shown(hub)} is not 'auto' or one of the configured hubs: {', '.join(settings.hubs)}")
+    if policy not in POLICIES:
+        raise PlanError(f"policy {_shown(policy)} is not one of {', '.join(POLICIES)}")
     given = {**workload.params, **(params or {})}
     if "tz" in spec.params and "tz" not in given:  # the job's days are the workload's days
         given["tz"] = workload.tz
     job_params = _job_params(spec, given)
-    common: dict[str, Any] = {"dag_id": dag_id, "scope": scope, "hub": hub, "job": workload.job, "params": job_params}
+    common: dict[str, Any] = {
+        "dag_id": dag_id, "scope": scope, "hub": hub, "job": workload.job, "params": job_params, "policy": policy,
+        "deadline_s": deadline_s,
+    }  # fmt: skip
     if not workload.interval:
         return Plan(run_key=f"{dag_id}.{scope}.snapshot", **common)
     if start_day is None or end_day is None:
@@ -244,10 +272,13 @@ def scheduled_plan(
     hub: str,
     data_interval_start: datetime | None,
     data_interval_end: datetime | None,
+    policy: str = "fastest",
+    deadline_s: int | None = None,
 ) -> Plan:
     """The plan of a scheduled run: the local days its data interval covers (scope ``nightly``)."""
+    placed: dict[str, Any] = {"hub": hub, "policy": policy, "deadline_s": deadline_s}
     if not workload.interval:
-        return make_plan(workload, spec, settings, dag_id=dag_id, scope="nightly", hub=hub)
+        return make_plan(workload, spec, settings, dag_id=dag_id, scope="nightly", **placed)
     if data_interval_start is None or data_interval_end is None:
         raise PlanError(
             f"this run has no data interval; trigger {dag_id} with a logical date (the day after the day to "
@@ -259,7 +290,7 @@ def scheduled_plan(
         settings,
         dag_id=dag_id,
         scope="nightly",
-        hub=hub,
+        **placed,
         start_day=_local_day("data interval start", data_interval_start, workload.tz),
         end_day=_local_day("data interval end", data_interval_end, workload.tz),
     )
@@ -307,6 +338,7 @@ def requested_plan(
         end_day = (start_day if end in (None, "") else _check_day("end_date", end)) + timedelta(days=1)
     request = {"start": str(start_day), "end": str(end_day), "job": workload.job, "params": normalised}
     key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:12]
+    policy, deadline_s = _placement(conf, settings)
     return make_plan(
         workload,
         spec,
@@ -317,6 +349,8 @@ def requested_plan(
         start_day=start_day,
         end_day=end_day,
         params=normalised,
+        policy=policy,
+        deadline_s=deadline_s,
     )
 
 
@@ -340,6 +374,7 @@ def plan_run(
     if not scheduled:
         return requested_plan(workload, spec, settings, dag_id=dag_id, conf=conf)
     conf = check_conf(conf, SCHEDULED_KEYS)
+    policy, deadline_s = _placement(conf, settings)
     return scheduled_plan(
         workload,
         spec,
@@ -348,4 +383,6 @@ def plan_run(
         hub=_hub(conf.get("hub"), settings),
         data_interval_start=data_interval_start,
         data_interval_end=data_interval_end,
+        policy=policy,
+        deadline_s=deadline_s,
     )

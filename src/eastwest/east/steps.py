@@ -162,17 +162,28 @@ def extract(ctx: RunContext, plan: Plan) -> dict[str, Any]:
 
 
 def ship(ctx: RunContext, plan: Plan) -> dict[str, Any]:
-    """Send the job bundle and the inputs' chunks the hub lacks; the hub verifies each before naming it."""
+    """Send the job bundle and the inputs' chunks to the run's hub; the hub verifies each before naming it."""
+    from eastwest.east import placing
+
+    with placing.on_hub(ctx, plan, placing.SHIP) as hub:
+        return ship_to(ctx, plan, hub)
+
+
+def ship_to(ctx: RunContext, plan: Plan, hub: str) -> dict[str, Any]:
+    """Ship the run's bundle and inputs to ``hub`` (only the chunks it lacks travel) and record it."""
+    from eastwest.east import placing
     from eastwest.hub.transfer import TransferEngine
 
-    engine = TransferEngine(plan.hub)
+    engine = TransferEngine(hub)
     digest = engine.push_bundle(plan.run_key, ctx.project.jobs_dir, ctx.store(plan))
     transfers = []
     for item in ctx.workload.inputs:
         manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, item.name))
         transfers.append(engine.push(plan.run_key, item.name, ctx.store(plan), manifest).to_dict())
     total = _combine(transfers)
-    return {**total, "bundle": digest, "transfers": transfers}
+    placing.mark(ctx, plan, "received", hub, total["wire_bytes"])
+    placing.mark(ctx, plan, "shipped", hub, digest)
+    return {**total, "hub": hub, "bundle": digest, "transfers": transfers}
 
 
 def _combine(transfers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -188,14 +199,52 @@ def _combine(transfers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def fetch(ctx: RunContext, plan: Plan) -> dict[str, Any]:
-    """Bring the job's result back east, verified chunk by chunk and as a whole."""
+    """Bring the job's result back east, verified chunk by chunk and as a whole.
+
+    After a failover at this step the result is on a hub that failed: the run's data is shipped
+    to the new hub and the job runs there first (holding this worker slot).
+    """
+    from eastwest.east import placing
     from eastwest.hub.hook import WestHubHook
     from eastwest.hub.transfer import TransferEngine
 
-    manifest, metrics = TransferEngine(plan.hub).pull(plan.run_key, plan.job, ctx.store(plan))
-    wire.save_dataset_manifest(ctx.manifest_path(plan, plan.job), manifest)
-    job = WestHubHook(plan.hub).job_metrics(plan.run_key, plan.job)
-    return {**metrics.to_dict(), "compute_seconds": job.get("compute_seconds")}
+    with placing.on_hub(ctx, plan, placing.FETCH) as hub:
+        record = placing.load(ctx, plan) or {"shipped": {}, "computed": {plan.hub: True}}
+        if hub not in record["computed"]:
+            _compute_here(ctx, plan, hub, record)
+        manifest, metrics = TransferEngine(hub).pull(plan.run_key, plan.job, ctx.store(plan))
+        wire.save_dataset_manifest(ctx.manifest_path(plan, plan.job), manifest)
+        placing.mark(ctx, plan, "fetched", hub, metrics.wire_bytes)
+        hook = WestHubHook(hub)
+        job = hook.job_metrics(plan.run_key, plan.job)
+        usage = hook.job_usage(plan.run_key, plan.job)
+    return {
+        **metrics.to_dict(),
+        "hub": hub,
+        "compute_seconds": job.get("compute_seconds"),
+        "core_seconds": usage.get("core_seconds"),
+        "job_seconds": usage.get("seconds"),
+        "queued_seconds": usage.get("queued_seconds"),
+    }
+
+
+def _compute_here(ctx: RunContext, plan: Plan, hub: str, record: dict[str, Any]) -> None:
+    from eastwest.east import placing
+    from eastwest.hub import jobs
+    from eastwest.hub.hook import HubError
+
+    log.warning("hub %s does not hold this run's result (failover): running job %s there first", hub, plan.job)
+    bundle = record["shipped"].get(hub) or ship_to(ctx, plan, hub)["bundle"]
+    jobs.submit(hub, plan.run_key, plan.job, bundle, dict(plan.params))
+    placing.release(ctx, plan)
+    event = jobs.watch(
+        jobs.JobWatch(hub, plan.run_key, plan.job), deadline=None, poll_interval=2.0, lost_after=120.0, emit=log.info
+    )
+    if event["status"] != "succeeded":
+        if jobs.hub_failed(event):
+            raise HubError(f"hub {hub!r}: job {plan.job} did not finish there: {event.get('message')}")
+        raise RuntimeError(f"job {plan.job} failed on hub {hub}: {event.get('message')}")
+    placing.mark(ctx, plan, "computed", hub, True)
 
 
 # -- east: validate, publish ---------------------------------------------------------------------------
@@ -266,9 +315,12 @@ def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
     )
     url = database_url(ctx.workload.target.conn_id, ctx.settings)
     started = time.monotonic()
+    from eastwest.east import placing
+
     outcome = warehouse.publish(
-        url, ctx.workload.target, partition, table, plan.hub, schema_records=schemas, dag_id=ctx.dag_id
-    )
+        url, ctx.workload.target, partition, table, placing.current(ctx, plan), schema_records=schemas,
+        dag_id=ctx.dag_id,
+    )  # fmt: skip
     seconds = time.monotonic() - started
     log.info(
         "published %s rows to %s in %s in %.2fs: %s",
@@ -282,11 +334,26 @@ def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
 
 
 def cleanup(ctx: RunContext, plan: Plan) -> dict[str, Any]:
-    """Remove the run's scratch files on the hub and its local staging files (not quarantine)."""
-    from eastwest.hub.hook import WestHubHook
+    """Remove the run's scratch files on every hub it used and its local staging files (not quarantine).
 
-    WestHubHook(plan.hub).cleanup(plan.run_key)
+    A hub that cannot be reached keeps its scratch until a later run's cleanup there; that is
+    logged, and does not fail the run.
+    """
+    from eastwest.east import placing
+    from eastwest.hub.hook import HubError, WestHubHook
+
+    placing.release(ctx, plan)
+    record = placing.load(ctx, plan) or {}
+    used = list(dict.fromkeys([*record.get("shipped", {}), *([record["hub"]] if "hub" in record else [])]))
+    remote = {}
+    for hub in used or ([plan.hub] if plan.hub != "auto" else []):
+        try:
+            WestHubHook(hub).cleanup(plan.run_key)
+            remote[hub] = "removed"
+        except HubError as exc:
+            log.warning("could not clean up run %s on hub %s: %s", plan.run_key, hub, exc)
+            remote[hub] = f"left: {exc}"[:300]
     local = ctx.staging_dir(plan)
     if local.exists():
         shutil.rmtree(local)
-    return {"remote": "removed", "local": str(local)}
+    return {"remote": remote, "local": str(local)}

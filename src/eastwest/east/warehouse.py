@@ -216,3 +216,61 @@ def record_schemas(conn: Any, url: str, dag_id: str, schemas: dict[str, str]) ->
         binds = {"dag_id": dag_id, "input": name}
         arrowdb.execute(conn, url, sql.library("delete_input_schema.sql"), binds).close()
         arrowdb.execute(conn, url, sql.library("insert_input_schema.sql"), {**binds, "schema_json": text}).close()
+
+
+# -- compute usage ---------------------------------------------------------------------------------
+
+#: The columns of a ``compute_usage`` row (see ``sql/create_compute_usage.sql``).
+USAGE_COLUMNS = (
+    "dag_id", "run_id", "run_key", "job", "hub", "day", "policy", "failovers", "hubs_tried", "raw_bytes",
+    "bytes_in", "bytes_out", "compute_seconds", "core_seconds", "cost_yuan", "succeeded", "recorded_at",
+)  # fmt: skip
+
+
+def record_usage(url: str, row: dict[str, Any]) -> None:
+    """Record (or re-record, for a retried report) one run's hub, usage and cost in ``compute_usage``."""
+    missing = [c for c in USAGE_COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"a compute_usage row needs {', '.join(missing)}")
+    with arrowdb.connect(url) as conn:
+        cursor = conn.cursor()
+        cursor.execute(sql.library("create_compute_usage.sql"))
+        cursor.close()
+        binds = {"dag_id": row["dag_id"], "run_id": row["run_id"]}
+        arrowdb.execute(conn, url, sql.library("delete_compute_usage.sql"), binds).close()
+        arrowdb.execute(conn, url, sql.library("insert_compute_usage.sql"), row).close()
+        conn.commit()
+
+
+def usage_rows(url: str, dag_id: str | None = None) -> list[dict[str, Any]]:
+    """The recorded ``compute_usage`` rows (of one DAG), oldest first."""
+    with arrowdb.connect(url) as conn:
+        if arrowdb.columns_of(conn, "compute_usage") is None:
+            return []
+        query = 'SELECT * FROM "compute_usage"' + (' WHERE "dag_id" = :dag_id' if dag_id else "")
+        cursor = arrowdb.execute(conn, url, query + ' ORDER BY "recorded_at"', {"dag_id": dag_id} if dag_id else {})
+        rows = cursor.fetch_arrow_table().to_pylist()
+        cursor.close()
+    return rows
+
+
+def usage_rates(url: str, job: str) -> dict[str, tuple[float, float, int]]:
+    """Job ``job``'s measured (seconds, core-seconds) per raw MB and run count, per hub and ``"*"`` (all)."""
+    with arrowdb.connect(url) as conn:
+        if arrowdb.columns_of(conn, "compute_usage") is None:
+            return {}
+        cursor = arrowdb.execute(conn, url, sql.library("select_usage_rates.sql"), {"job": job})
+        found = cursor.fetch_arrow_table().to_pylist()
+        cursor.close()
+    rates = {}
+    for r in found:
+        mb = float(r["raw_bytes"]) / 1e6
+        rates[str(r["hub"])] = (float(r["seconds"]) / mb, float(r["core_seconds"]) / mb, int(r["runs"]))
+    if found:
+        mb = sum(float(r["raw_bytes"]) for r in found) / 1e6
+        rates["*"] = (
+            sum(float(r["seconds"]) for r in found) / mb,
+            sum(float(r["core_seconds"]) for r in found) / mb,
+            sum(int(r["runs"]) for r in found),
+        )
+    return rates

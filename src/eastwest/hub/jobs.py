@@ -1,0 +1,115 @@
+"""Detached jobs on a hub, watched from the east: one connection polling status and output.
+
+:class:`JobWatch` is what the deferrable trigger (:mod:`eastwest.airflow.triggers`) and the
+synchronous paths share; :func:`watch` is the synchronous loop (the compute operator without a
+triggerer, and a fetch that fails over runs the job itself); :func:`run_job` submits a job and
+watches it to its end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eastwest.hub.hook import HostKeyMismatch, HubError, WestHubHook
+from eastwest.west import jobctl
+
+
+def poll_delay(polls: int, interval: float) -> float:
+    """Seconds before the next poll: short at first (most jobs take seconds), then ``interval``."""
+    return min(interval, 0.25 * 2 ** min(polls, 10))
+
+
+class JobWatch:
+    """One connection to a hub, polling one job: the part the trigger and the sync path share."""
+
+    def __init__(self, hub: str, run_key: str, job: str, offset: int = 0) -> None:
+        self.hub, self.run_key, self.job, self.offset = hub, run_key, job, offset
+        self._hook: Any = None
+        self._client: Any = None
+
+    def poll(self) -> tuple[dict[str, Any], bytes]:
+        """The job's status and its output since the last poll; raises if the hub cannot be reached."""
+        try:
+            if self._client is None:
+                self._hook = self._hook or WestHubHook(self.hub)
+                self._client = self._hook.connect()
+            status = self._hook.job_status(self.run_key, self.job, client=self._client)
+            output = bytearray()
+            size = int(status.get("log_size") or 0)
+            while self.offset < size:  # to the end, so a finished job's last lines are never lost
+                chunk = self._hook.job_log(self.run_key, self.job, self.offset, client=self._client)
+                if not chunk:
+                    break
+                output.extend(chunk)
+                self.offset += len(chunk)
+            return status, bytes(output)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+
+def watch(
+    job: JobWatch,
+    *,
+    deadline: float | None,
+    poll_interval: float,
+    lost_after: float,
+    emit: Callable[[str], None],
+) -> dict[str, Any]:
+    """Poll ``job`` until it ends; return the event the trigger would (``status``, ``message``,
+    ``exit_code``): ``timeout`` past ``deadline``, ``lost`` after ``lost_after`` seconds without
+    the hub, ``error`` on a host key mismatch. Each output line goes to ``emit``."""
+    failing_since = None
+    polls = 0
+    try:
+        while True:
+            if deadline is not None and time.time() > deadline:
+                return {"status": "timeout", "message": "the job ran past its timeout"}
+            try:
+                status, output = job.poll()
+            except HostKeyMismatch as exc:
+                return {"status": "error", "message": str(exc)}
+            except HubError as exc:
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > lost_after:
+                    return {"status": "lost", "message": str(exc)}
+                time.sleep(poll_interval)
+                continue
+            failing_since = None
+            for line in output.decode("utf-8", "replace").splitlines():
+                emit(f"[{job.hub}] {line}")
+            if status["state"] != jobctl.RUNNING:
+                return {
+                    "status": status["state"],
+                    "message": status.get("message"),
+                    "exit_code": status.get("exit_code"),
+                }
+            polls += 1
+            time.sleep(poll_delay(polls, poll_interval))
+    finally:
+        job.close()
+
+
+def submit(hub: str, run_key: str, job: str, bundle: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Store the job's parameters on the hub and start it there (a running one is kept)."""
+    hook = WestHubHook(hub)
+    hook.put_params(run_key, job, params, bundle)
+    return hook.submit_job(run_key, job, bundle)
+
+
+def hub_failed(event: dict[str, Any]) -> bool:
+    """Whether a job's end was the hub's doing (lost, killed by a signal, its supervisor gone), not
+    the job's own error: such a run may move to another hub."""
+    if event.get("status") in ("lost", "error"):
+        return True
+    code = event.get("exit_code")
+    return event.get("status") == jobctl.FAILED and (code is None or int(code) < 0)

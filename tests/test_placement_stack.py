@@ -1,0 +1,249 @@
+"""Placement, failover and per-hub pools under the real Airflow scheduler, with real sshd hubs.
+
+The stack runs ``tests/dags/test_failover.py`` (the analyst workload, quick retries, a six-second
+failover). Every hub declares one compute slot, so each hub's pool has one slot, while the hubs
+themselves would run four jobs at once: only the pools keep one job per hub. ``west_gansu`` declares
+a very fast link, so placement prefers it, but its real transfers are capped at 0.5 Mbit/s, so a
+ship to it lasts long enough to be cut.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import HUB_PORT_BASE, ROOT, TEST_HOME, WEST_PYTHON, fresh_pg_database, hub_connection, pg_connection
+from eastwest.east import warehouse
+from eastwest.settings import DEFAULT_HUBS, pool_name
+from eastwest_dev import localhubs, telemetry
+from eastwest_dev.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "test_failover"
+MACHINES = 8
+BIG = 40  # machines of the day whose ship is cut: about 0.7 MB, ten seconds at 0.5 Mbit/s
+FIRST_DAY = date(2026, 11, 10)
+FAVOURITE = "west_gansu"
+KPIS_KEYS = ("day", "enterprise_id", "machine_id")
+
+
+def hub_root(hub: str) -> Path:
+    return TEST_HOME / "hubs" / hub / "root"
+
+
+@pytest.fixture(scope="module")
+def east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
+    telemetry.load_day(pg_url, FIRST_DAY, telemetry.generate_day(FIRST_DAY, BIG))  # for the cut ship
+    for offset in range(1, 10):
+        day = FIRST_DAY + timedelta(days=offset)
+        telemetry.load_day(pg_url, day, telemetry.generate_day(day, MACHINES))
+    env = {
+        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(pg_url),
+        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(pg_url),
+        "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("placement-stack-data")),
+        "EASTWEST_PROJECT_DIR": str(ROOT),
+    }
+    for hub in DEFAULT_HUBS:
+        conn = hub_connection(hub)
+        conn["extra"].update({"eastwest_slots": 1, "eastwest_link_mb_s": 50, "eastwest_rtt_ms": 20})
+        if hub == FAVOURITE:
+            conn["extra"].update({"eastwest_link_mb_s": 1000, "eastwest_rate_limit_mbps": 0.5})
+        env[f"AIRFLOW_CONN_{hub.upper()}"] = json.dumps(conn)
+    return {**env, "PG_URL": pg_url}
+
+
+@pytest.fixture(scope="module")
+def stack(east):
+    with fresh_pg_database("eastwest_airflow_placement") as db:
+        stack = Stack(
+            state_dir=TEST_HOME / "stack-placement", port=28090, executor="local", db_url=db,
+            extra_env={k: v for k, v in east.items() if k != "PG_URL"},
+        )  # fmt: skip
+        try:
+            stack.up()
+            yield stack
+        finally:
+            stack.down()
+
+
+def conf(day: date, ids: str = "E0001") -> dict:
+    return {"start_date": day.isoformat(), "end_date": None, "hub": "auto", "policy": "fastest", "enterprise_ids": ids}
+
+
+def task_states(stack: Stack, run_id: str) -> dict[str, dict]:
+    found = stack.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")
+    return {t["task_id"]: t for t in found["task_instances"]}
+
+
+def wait_for_task(stack: Stack, run_id: str, task_id: str, states: tuple[str, ...], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if task_states(stack, run_id).get(task_id, {}).get("state") in states:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{task_id} of {run_id} never reached {states}: {task_states(stack, run_id)}")
+
+
+def report_of(east: dict, run_key_prefix: str) -> dict:
+    reports = Path(east["EASTWEST_DATA_DIR"]) / "reports"
+    found = [p for p in reports.glob(f"{run_key_prefix}*/report.json")]
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text())
+
+
+def run_key(east: dict, run_id: str, stack: Stack) -> str:
+    plan = stack.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/plan/xcomEntries/return_value")
+    value = plan["value"]
+    return (value if isinstance(value, dict) else json.loads(value))["run_key"]
+
+
+def kill_hub(hub: str) -> None:
+    """Stop the hub's sshd and every session it serves, as if the machine dropped off the network."""
+    pid = int((TEST_HOME / "hubs" / hub / "sshd.pid").read_text())
+    master = psutil.Process(pid)
+    for proc in [*master.children(recursive=True), master]:
+        try:
+            if proc.cmdline() and "jobctl" in " ".join(proc.cmdline()) and "supervise" in proc.cmdline():
+                continue  # a detached job is not part of the link
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    master.wait(10)
+    (TEST_HOME / "hubs" / hub / "sshd.pid").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def revive():
+    yield
+    localhubs.up(TEST_HOME / "hubs", HUB_PORT_BASE, str(WEST_PYTHON))
+
+
+def fresh_probes(east: dict) -> None:
+    for path in (Path(east["EASTWEST_DATA_DIR"]) / "hubs" / "health").glob("*.json"):
+        path.unlink()
+
+
+def published(east: dict, day: date, scope_run_key: str) -> list[dict]:
+    from eastwest import Target
+
+    scope = scope_run_key.split(".")[1]
+    target = Target("daily_kpis", keys=KPIS_KEYS, partition_column="day")
+    return warehouse.partition_rows(east["PG_URL"], target, warehouse.Partition(scope, day, day + timedelta(days=1)))
+
+
+def usage_of(east: dict, run_id: str) -> dict:
+    rows = [r for r in warehouse.usage_rows(east["PG_URL"], DAG_ID) if r["run_id"] == run_id]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def check_one_publish(stack: Stack, east: dict, run_id: str, day: date, key: str, machines: int = 1) -> None:
+    """The run published once, each machine's row once (of 8 machines, one is each enterprise's)."""
+    states = task_states(stack, run_id)
+    assert states["publish"]["state"] == "success" and states["publish"]["try_number"] == 1
+    rows = published(east, day, key)
+    assert sorted(r["machine_id"] for r in rows) == sorted({r["machine_id"] for r in rows}) and len(rows) == machines
+
+
+def test_a_hub_cut_in_the_middle_of_ship_fails_over_and_publishes_once(stack, east, revive) -> None:
+    fresh_probes(east)
+    day = FIRST_DAY
+    run_id = stack.trigger(DAG_ID, conf(day, ids=""))  # every machine
+    wait_for_task(stack, run_id, "ship", ("running",))
+    receiving = hub_root(FAVOURITE) / "chunks"
+    deadline = time.monotonic() + 120
+    while not any(receiving.rglob(".*.partial")):  # a chunk is arriving: cut the link now
+        assert time.monotonic() < deadline, "the ship to the favourite hub never started"
+        time.sleep(0.05)
+    kill_hub(FAVOURITE)
+    assert stack.wait_for_run(DAG_ID, run_id) == "success"
+    key = run_key(east, run_id, stack)
+    summary = report_of(east, key)
+    assert summary["hub"] != FAVOURITE
+    assert summary["failovers"][0].startswith(f"{FAVOURITE} failed during ship at ")
+    assert f"the run went to {summary['hub']}" in summary["failovers"][0]
+    assert (
+        "[ship]" in summary["placement_table"]
+        and f"{FAVOURITE:<16} excluded: failed during ship" in (summary["placement_table"])
+    )
+    check_one_publish(stack, east, run_id, day, key, machines=BIG)
+    assert {r["hub"] for r in published(east, day, key)} == {summary["hub"]}
+    used = usage_of(east, run_id)
+    assert used["hub"] == summary["hub"] and used["failovers"] == 1
+    assert used["hubs_tried"] == f"{FAVOURITE},{summary['hub']}"
+    assert used["core_seconds"] > 0 and used["bytes_in"] > 0 and used["cost_yuan"] > 0
+
+
+@contextmanager
+def slots_held(hub: str):
+    """Hold every compute slot of ``hub``: a job submitted there waits in its queue."""
+    slots = json.loads((hub_root(hub) / "limits.json").read_text())["slots"]
+    files = []
+    try:
+        for n in range(slots):
+            path = hub_root(hub) / "scratch" / ".slots" / f"{n}.lock"
+            path.parent.mkdir(exist_ok=True)
+            f = open(path, "a")
+            for made in (path.parent, path):  # the hub user must still open them
+                shutil.chown(made, user=localhubs.hub_user())
+            fcntl.flock(f, fcntl.LOCK_EX)
+            files.append(f)
+        yield
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_a_hub_lost_while_its_job_runs_fails_over_and_publishes_once(stack, east, revive) -> None:
+    fresh_probes(east)
+    day = FIRST_DAY + timedelta(days=1)
+    with slots_held(FAVOURITE):
+        run_id = stack.trigger(DAG_ID, conf(day))
+        wait_for_task(stack, run_id, f"compute_{FAVOURITE}", ("deferred",))
+        kill_hub(FAVOURITE)
+        assert stack.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
+    key = run_key(east, run_id, stack)
+    summary = report_of(east, key)
+    assert summary["hub"] != FAVOURITE
+    assert summary["failovers"][0].startswith(f"{FAVOURITE} failed during compute at ")
+    check_one_publish(stack, east, run_id, day, key)
+    states = task_states(stack, run_id)
+    assert states[f"compute_{FAVOURITE}"]["try_number"] == 2  # the retry moved the run
+    assert all(states[f"compute_{h}"]["state"] == "skipped" for h in DEFAULT_HUBS if h != FAVOURITE)
+    assert usage_of(east, run_id)["failovers"] == 1
+
+
+def test_eight_runs_at_once_never_put_two_jobs_on_one_hub(stack, east) -> None:
+    fresh_probes(east)
+    pools = {p["name"]: p["slots"] for p in stack.request("GET", "/api/v2/pools")["pools"]}
+    assert all(pools[pool_name(hub)] == 1 for hub in DEFAULT_HUBS)
+    days = [FIRST_DAY + timedelta(days=2 + i) for i in range(8)]
+    runs = [stack.trigger(DAG_ID, conf(day, ids="E0002")) for day in days]
+    assert [stack.wait_for_run(DAG_ID, run_id, timeout=900) for run_id in runs] == ["success"] * 8
+    keys = {run_key(east, run_id, stack) for run_id in runs}
+    hubs_used = set()
+    for hub in DEFAULT_HUBS:  # on each hub, from its own log: when each of these runs' jobs held a slot
+        spans: dict[str, list[float]] = {}
+        log = hub_root(hub) / "log" / "slots.log"
+        for line in log.read_text().splitlines() if log.exists() else []:
+            event = json.loads(line)
+            if event["run"] in keys:
+                spans.setdefault(event["run"], []).append(event["at"])
+        ordered = sorted(spans.values())
+        assert all(len(s) == 2 for s in ordered), spans
+        assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:], strict=False)), f"{hub}: {ordered}"
+        hubs_used |= {hub} if ordered else set()
+    assert len(hubs_used) >= 2, hubs_used  # placement spread the queue
+    for run_id, day in zip(runs, days, strict=True):
+        key = run_key(east, run_id, stack)
+        check_one_publish(stack, east, run_id, day, key)
