@@ -155,3 +155,46 @@ def load_dag(path: Path):
 
 def hub_connection(name: str) -> dict:
     return json.loads(os.environ[f"AIRFLOW_CONN_{name.upper()}"])
+
+
+#: The hub the stack tests' placement prefers: it declares a very fast link, but its real transfers
+#: are capped at 0.5 Mbit/s, so a ship to it lasts long enough to be cut.
+STACK_FAVOURITE = "west_gansu"
+
+
+@pytest.fixture(scope="session")
+def stack_east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
+    """The environment of the real Airflow stack: PostgreSQL as east source and warehouse, and the
+    hubs declaring one compute slot each (so each hub's pool has one slot, while the hubs
+    themselves would run four jobs at once)."""
+    env = {
+        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(pg_url),
+        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(pg_url),
+        "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
+        "EASTWEST_PROJECT_DIR": str(ROOT),
+    }
+    for name in hubs:
+        conn = hub_connection(name)
+        conn["extra"].update({"eastwest_slots": 1, "eastwest_link_mb_s": 50, "eastwest_rtt_ms": 20})
+        if name == STACK_FAVOURITE:
+            conn["extra"].update({"eastwest_link_mb_s": 1000, "eastwest_rate_limit_mbps": 0.5})
+        env[f"AIRFLOW_CONN_{name.upper()}"] = json.dumps(conn)
+    return env
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_east):
+    """One real Airflow stack (LocalExecutor, PostgreSQL metadata DB) for every module that needs it:
+    starting one takes minutes on two cores. ``test_stack``'s Celery test stops it (the last user)."""
+    from eastwest_dev.stack import Stack
+
+    with fresh_pg_database("eastwest_airflow_local") as db:
+        stack = Stack(
+            state_dir=TEST_HOME / "stack-local", port=28080, executor="local", db_url=db, extra_env=stack_east
+        )
+        try:
+            print(f"stack up in {stack.up():.1f}s")
+            yield stack
+        finally:
+            stack.down()
+            assert not stack.processes(), "a process of the stack outlived `down`"

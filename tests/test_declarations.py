@@ -161,3 +161,19 @@ def test_the_jobs_time_zone_follows_the_workloads() -> None:
     fixed = Workload(job="daily_kpis", inputs=READINGS, target=KPIS_TARGET, tz="Asia/Urumqi", params={"tz": "UTC"})
     assert make_plan(fixed, spec, get_settings(), dag_id="d", scope="s", hub="west_guizhou",
                      start_day=date(2026, 11, 24), end_day=date(2026, 11, 25)).params["tz"] == "UTC"  # fmt: skip
+
+
+def test_a_dag_declared_with_a_hub_that_is_not_configured_is_refused_when_parsed() -> None:
+    from eastwest.airflow import dag as dags
+
+    workload = Workload(
+        job="daily_kpis",
+        inputs=SqlInput("readings", sql="source/extract_readings.sql", time_column="ts"),
+        target=Target("daily_kpis", keys=("day", "enterprise_id", "machine_id"), partition_column="day"),
+    )
+    with pytest.raises(WorkloadError, match="hub 'west_tibet' is not 'auto' or a configured hub"):
+        dags.east_west_dag("pinned", workload, schedule=None, hub="west_tibet")
+    with pytest.raises(WorkloadError, match="a deadline goes with placement_policy='cheapest'"):
+        dags.east_west_dag("late", workload, schedule=None, deadline=dags.timedelta(minutes=30))
+    pinned = dags.east_west_dag("pinned", workload, schedule=None, hub="west_gansu", placement_policy="cheapest")
+    assert pinned.params["hub"] == "west_gansu" and pinned.params["policy"] == "cheapest"

@@ -1,10 +1,10 @@
 """Placement, failover and per-hub pools under the real Airflow scheduler, with real sshd hubs.
 
-The stack runs ``tests/dags/test_failover.py`` (the analyst workload, quick retries, a six-second
-failover). Every hub declares one compute slot, so each hub's pool has one slot, while the hubs
-themselves would run four jobs at once: only the pools keep one job per hub. ``west_gansu`` declares
-a very fast link, so placement prefers it, but its real transfers are capped at 0.5 Mbit/s, so a
-ship to it lasts long enough to be cut.
+The session's stack (``conftest.local_stack``) runs ``tests/dags/test_failover.py`` (the analyst
+workload, quick retries, a six-second failover). Every hub declares one compute slot, so each hub's
+pool has one slot, while the hubs themselves would run four jobs at once: only the pools keep one
+job per hub. ``STACK_FAVOURITE`` declares a very fast link, so placement prefers it, but its real
+transfers are capped at 0.5 Mbit/s, so a ship to it lasts long enough to be cut.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import HUB_PORT_BASE, ROOT, TEST_HOME, WEST_PYTHON, fresh_pg_database, hub_connection, pg_connection
+from conftest import HUB_PORT_BASE, TEST_HOME, WEST_PYTHON
+from conftest import STACK_FAVOURITE as FAVOURITE
 from eastwest.east import warehouse
 from eastwest.settings import DEFAULT_HUBS, pool_name
 from eastwest_dev import localhubs, telemetry
@@ -33,7 +34,6 @@ DAG_ID = "test_failover"
 MACHINES = 8
 BIG = 40  # machines of the day whose ship is cut: about 0.7 MB, ten seconds at 0.5 Mbit/s
 FIRST_DAY = date(2026, 11, 10)
-FAVOURITE = "west_gansu"
 KPIS_KEYS = ("day", "enterprise_id", "machine_id")
 
 
@@ -42,38 +42,17 @@ def hub_root(hub: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
+def east(stack_east, pg_url) -> dict[str, str]:
     telemetry.load_day(pg_url, FIRST_DAY, telemetry.generate_day(FIRST_DAY, BIG))  # for the cut ship
     for offset in range(1, 10):
         day = FIRST_DAY + timedelta(days=offset)
         telemetry.load_day(pg_url, day, telemetry.generate_day(day, MACHINES))
-    env = {
-        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(pg_url),
-        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(pg_url),
-        "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("placement-stack-data")),
-        "EASTWEST_PROJECT_DIR": str(ROOT),
-    }
-    for hub in DEFAULT_HUBS:
-        conn = hub_connection(hub)
-        conn["extra"].update({"eastwest_slots": 1, "eastwest_link_mb_s": 50, "eastwest_rtt_ms": 20})
-        if hub == FAVOURITE:
-            conn["extra"].update({"eastwest_link_mb_s": 1000, "eastwest_rate_limit_mbps": 0.5})
-        env[f"AIRFLOW_CONN_{hub.upper()}"] = json.dumps(conn)
-    return {**env, "PG_URL": pg_url}
+    return {**stack_east, "PG_URL": pg_url}
 
 
 @pytest.fixture(scope="module")
-def stack(east):
-    with fresh_pg_database("eastwest_airflow_placement") as db:
-        stack = Stack(
-            state_dir=TEST_HOME / "stack-placement", port=28090, executor="local", db_url=db,
-            extra_env={k: v for k, v in east.items() if k != "PG_URL"},
-        )  # fmt: skip
-        try:
-            stack.up()
-            yield stack
-        finally:
-            stack.down()
+def stack(local_stack):
+    return local_stack
 
 
 def conf(day: date, ids: str = "E0001") -> dict:

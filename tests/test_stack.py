@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_HOME, fresh_pg_database, pg_connection
+from conftest import ROOT, TEST_HOME, fresh_pg_database
 from eastwest.east import warehouse
 from eastwest.east.plan import requested_plan
 from eastwest.settings import Project, get_settings
@@ -51,15 +51,10 @@ def analyst_rows(url: str, conf: dict) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
+def east(stack_east, pg_url) -> dict[str, str]:
     for day in (DAY, date(2026, 11, 23)):
         telemetry.load_day(pg_url, day, telemetry.generate_day(day, MACHINES))
-    return {
-        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(pg_url),
-        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(pg_url),
-        "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
-        "PG_URL": pg_url,
-    }
+    return {**stack_east, "PG_URL": pg_url}
 
 
 def start(stack: Stack) -> Stack:
@@ -70,19 +65,6 @@ def start(stack: Stack) -> Stack:
         raise
     print(f"stack up in {seconds:.1f}s")
     return stack
-
-
-@pytest.fixture(scope="module")
-def local_stack(east):
-    with fresh_pg_database("eastwest_airflow_local") as db:
-        stack = start(
-            Stack(state_dir=TEST_HOME / "stack-local", port=28080, executor="local", db_url=db, extra_env=east)
-        )
-        try:
-            yield stack
-        finally:
-            stack.down()
-            assert not stack.processes(), "a process of the stack outlived `down`"
 
 
 def listeners(stack) -> set[str]:
@@ -232,7 +214,7 @@ def celery_stack(east, local_stack):
                 db_url=db,
                 workers=1,
                 broker_url="redis://127.0.0.1:6379/5",
-                extra_env=east,
+                extra_env={k: v for k, v in east.items() if k != "PG_URL"},
             )
         )
         try:

@@ -89,10 +89,10 @@ def form_param(schema: dict[str, Any]) -> Param:
     return Param(schema.get("default"), type=schema["type"], **extra, **common)
 
 
-def _placement_fields(settings: Settings, policy: str, deadline_minutes: int | None) -> dict[str, Param]:
+def _placement_fields(settings: Settings, hub: str, policy: str, deadline_minutes: int | None) -> dict[str, Param]:
     return {
         "hub": Param(
-            settings.default_hub, enum=list(settings.hub_choices), title="Western hub",
+            hub, enum=list(settings.hub_choices), title="Western hub",
             description="auto: the hub where the run finishes soonest (fastest) or costs least (cheapest)",
         ),
         "policy": Param(policy, enum=list(POLICIES), title="Placement policy", description="for hub auto"),
@@ -135,6 +135,7 @@ def east_west_dag(
     dagrun_timeout: timedelta = timedelta(hours=4),
     wait_for_data: timedelta | None = None,
     data_poll_interval: timedelta = DATA_POLL_INTERVAL,
+    hub: str | None = None,
     placement_policy: str | None = None,
     deadline: timedelta | None = None,
     max_active_runs: int = 1,
@@ -150,6 +151,8 @@ def east_west_dag(
         complete before it fails once naming what is missing; by default 2 hours for a scheduled DAG
         and none for an unscheduled one. Backfill runs never wait. Must be shorter than ``dagrun_timeout``.
     :param data_poll_interval: how often a waiting run checks its inputs again.
+    :param hub: the hub runs ask for unless the form or conf says otherwise: ``auto`` (default
+        ``EASTWEST_DEFAULT_HUB``, else auto) or a configured hub.
     :param placement_policy: how ``hub=auto`` runs choose their hub: ``fastest`` or ``cheapest``
         (default ``EASTWEST_PLACEMENT_POLICY``, else fastest); the form and the conf may override it.
     :param deadline: with ``cheapest``, the cheapest hub that finishes within this (whole minutes).
@@ -179,6 +182,12 @@ def east_west_dag(
         )
     if not isinstance(data_poll_interval, timedelta) or data_poll_interval <= timedelta(0):
         raise WorkloadError(f"east_west_dag {dag_id!r}: data_poll_interval must be a positive timedelta")
+    hub = hub or settings.default_hub
+    if hub not in settings.hub_choices:
+        raise WorkloadError(
+            f"east_west_dag {dag_id!r}: hub {hub!r} is not 'auto' or a configured hub ({', '.join(settings.hubs)}; "
+            "EASTWEST_HUBS lists them)"
+        )
     policy = placement_policy or settings.default_policy
     if policy not in POLICIES:
         raise WorkloadError(f"east_west_dag {dag_id!r}: placement_policy must be one of {', '.join(POLICIES)}")
@@ -189,7 +198,7 @@ def east_west_dag(
         if policy != "cheapest":
             raise WorkloadError(f"east_west_dag {dag_id!r}: a deadline goes with placement_policy='cheapest'")
         deadline_minutes = int(deadline.total_seconds() // 60)
-    placement_params = _placement_fields(settings, policy, deadline_minutes)
+    placement_params = _placement_fields(settings, hub, policy, deadline_minutes)
     params = _form(workload, spec, settings, placement_params) if not scheduled else placement_params
     with DAG(
         dag_id=dag_id,
