@@ -120,6 +120,10 @@ test: system-deps browser-deps venv west-venv lint ## run every test (real sshd 
 clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)
 	rm -rf .local
 
-.PHONY: bench
-bench: system-deps venv west-venv ## transfer benchmark on emulated WAN links (root; ≈1 GB and 4 GB; writes bench/)
+.PHONY: bench bench-placement
+bench: system-deps venv west-venv ## both benchmarks on emulated WAN links, one after the other (root; writes bench/)
 	$(PY) bench/transfer_bench.py $(BENCH_ARGS)
+	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)
+
+bench-placement: system-deps venv west-venv ## placement over four emulated hubs (root; ≈11 min; PLACEMENT_ARGS=--quick for a smaller day)
+	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)
