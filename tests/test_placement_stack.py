@@ -43,6 +43,14 @@ def hub_root(hub: str) -> Path:
 
 @pytest.fixture(scope="module")
 def east(stack_east, pg_url) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.begin() as conn:  # earlier modules' runs: placement here starts from no history
+        conn.execute(sa.text("DROP TABLE IF EXISTS compute_usage"))
+    engine.dispose()
+    for path in (Path(stack_east["EASTWEST_DATA_DIR"]) / "hubs" / "rates").glob("*.json"):
+        path.unlink()
     telemetry.load_day(pg_url, FIRST_DAY, telemetry.generate_day(FIRST_DAY, BIG))  # for the cut ship
     for offset in range(1, 10):
         day = FIRST_DAY + timedelta(days=offset)

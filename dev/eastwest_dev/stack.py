@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,6 +190,12 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.running():
             raise StackError(f"a stack is already running from {self.state_dir}; run `make airflow-down` first")
+        with socket.socket() as probe:
+            if probe.connect_ex((self.host, self.port)) == 0:  # another server would answer our requests
+                raise StackError(
+                    f"something already listens on {self.host}:{self.port}; stop it or choose another port "
+                    "(EASTWEST_AIRFLOW_PORT)"
+                )
         self.migrate()
         self.create_pools()
         self.start_component("api-server", "api-server", "--host", self.host, "--port", str(self.port))
