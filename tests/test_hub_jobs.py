@@ -22,7 +22,8 @@ import pytest
 from conftest import HUB_PORT_BASE, ROOT, TEST_HOME, WEST_PYTHON
 from eastwest.hub.hook import WestHubHook
 from eastwest.hub.transfer import TransferEngine
-from eastwest.west import bundle, protocol, wire
+from eastwest.west import wire
+from test_hubs import ship_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -95,14 +96,7 @@ def test_bundle(hubs, tmp_path_factory) -> str:
     shutil.copytree(JOBS, jobs_dir)
     for name, source in (("sleepy", SLEEPY), ("hog", HOG), ("spin", SPIN)):
         (jobs_dir / f"{name}.py").write_text(source)
-    files = bundle.collect(jobs_dir)
-    table = bundle.to_table(files)
-    store = wire.ChunkStore(tmp / "east")
-    manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
-    TransferEngine(HUB).push("bundle-run", protocol.BUNDLE_DATASET, store, manifest)
-    digest = bundle.digest_of(bundle.describe(files))
-    WestHubHook(HUB).install_bundle("bundle-run", digest)
-    return digest
+    return ship_bundle(HUB, "bundle-run", tmp, jobs_dir)
 
 
 def new_run(tmp_path: Path, name: str) -> str:

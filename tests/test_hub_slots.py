@@ -25,8 +25,9 @@ import pytest
 from conftest import TEST_HOME
 from eastwest.hub.hook import WestHubHook
 from eastwest.hub.transfer import TransferEngine
-from eastwest.west import bundle, jobctl, protocol, wire
+from eastwest.west import jobctl, protocol, wire
 from eastwest_dev import localhubs
+from test_hubs import ship_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -83,14 +84,7 @@ def slot_bundle(hubs, tmp_path_factory) -> str:
     jobs_dir.mkdir()
     (jobs_dir / "nap.py").write_text(NAP)
     (jobs_dir / "burn.py").write_text(BURN)
-    files = bundle.collect(jobs_dir)
-    table = bundle.to_table(files)
-    store = wire.ChunkStore(tmp / "east")
-    manifest = wire.write_chunks(table.to_batches(), table.schema, store, target_raw_bytes=64 << 20)
-    TransferEngine(HUB).push("slots-bundle", protocol.BUNDLE_DATASET, store, manifest)
-    digest = bundle.digest_of(bundle.describe(files))
-    WestHubHook(HUB).install_bundle("slots-bundle", digest)
-    return digest
+    return ship_bundle(HUB, "slots-bundle", tmp, jobs_dir)
 
 
 @pytest.fixture
