@@ -114,7 +114,7 @@ lint: venv ## ruff check and format check, mypy on the library
 
 .PHONY: test
 test: system-deps browser-deps venv west-venv lint ## run every test (real sshd hubs, real PostgreSQL, real Airflow)
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 .PHONY: clean
 clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)

@@ -13,6 +13,12 @@ from conftest import ROOT
 
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 HEAVY = ("polars", "pyarrow", "pandas", "great_expectations", "numpy")
+#: SSH is loaded when a task talks to a hub, never when the scheduler parses a DAG file: paramiko and
+#: its cryptography alone take about half a second to import.
+SSH = ("paramiko", "cryptography", "nacl", "invoke", "fabric")
+#: A DAG file must import in well under a second. The machine is shared and noisy, so a file gets up
+#: to three tries and is judged by its fastest, as timing tools do.
+IMPORT_BUDGET_S = 1.0
 
 PROBE = r"""
 import importlib.util, json, sys, time
@@ -39,23 +45,38 @@ print(json.dumps({
 """
 
 
+def probe(path: Path) -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{path.name} failed to import:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module", params=DAG_FILES, ids=lambda p: p.name)
 def dag_info(request) -> dict:
-    result = subprocess.run([sys.executable, "-c", PROBE, str(request.param)], capture_output=True, text=True)
-    assert result.returncode == 0, f"{request.param.name} failed to import:\n{result.stderr[-3000:]}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return probe(request.param)
 
 
 def test_there_are_dags() -> None:
     assert {p.name for p in DAG_FILES} >= {"east_west_nightly.py", "east_west_analyst.py", "east_west_orders.py"}
 
 
-def test_imports_fast(dag_info) -> None:
-    assert dag_info["seconds"] < 1.0
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_imports_fast(path: Path) -> None:
+    tries = []
+    for _ in range(3):
+        tries.append(probe(path)["seconds"])
+        if tries[-1] < IMPORT_BUDGET_S:
+            break
+    assert min(tries) < IMPORT_BUDGET_S, f"{path.name} took {tries} s to import"
 
 
 def test_no_heavy_imports_at_parse_time(dag_info) -> None:
     loaded = [m for m in dag_info["new_modules"] if m.split(".")[0] in HEAVY]
+    assert loaded == []
+
+
+def test_no_ssh_at_parse_time(dag_info) -> None:
+    loaded = [m for m in dag_info["new_modules"] if m.split(".")[0] in SSH]
     assert loaded == []
 
 

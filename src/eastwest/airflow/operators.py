@@ -28,10 +28,17 @@ from eastwest.east import placing
 from eastwest.east.plan import Plan
 from eastwest.east.steps import RunContext
 from eastwest.hub import jobs
-from eastwest.hub.hook import HubError, WestHubHook
+from eastwest.hub.errors import HubError
 from eastwest.settings import get_settings
 from eastwest.west import jobctl, protocol
 from eastwest.west.protocol import check_name
+
+
+def _hub_hook(hub: str) -> Any:
+    """A hook on ``hub``, importing SSH only when a task runs (a DAG file must parse fast)."""
+    from eastwest.hub.hook import WestHubHook
+
+    return WestHubHook(hub)
 
 
 class WestJobOperator(ResumableJobMixin, BaseOperator):
@@ -153,7 +160,7 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
         )
         if known != (hub, run_key, self._bundle(context, hub)):
             return "stale"  # a job on another hub, of another plan or of other job code: start this one
-        return str(WestHubHook(hub).job_status(run_key, job)["state"])
+        return str(_hub_hook(hub).job_status(run_key, job)["state"])
 
     def is_job_active(self, status: str) -> bool:
         return status == jobctl.RUNNING
@@ -203,7 +210,7 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
             message = f"job {job} for run {run_key} on hub {hub} {why}; its process group was killed if the hub could be reached"
         else:
             try:
-                tail = WestHubHook(hub).job_log_tail(run_key, job).strip()
+                tail = _hub_hook(hub).job_log_tail(run_key, job).strip()
             except HubError as exc:
                 tail = f"(the job's output could not be read: {exc})"
             message = f"job {job} for run {run_key} on hub {hub} failed: {event.get('message')}. Last output of the job:\n{tail}"
@@ -219,7 +226,7 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
 
     def _kill(self, hub: str, job: str, run_key: str) -> None:
         try:
-            WestHubHook(hub).kill_job(run_key, job)
+            _hub_hook(hub).kill_job(run_key, job)
         except HubError as exc:
             self.log.warning(
                 "could not kill job %s on hub %s (%s); a retry re-attaches to it if it runs", job, hub, exc

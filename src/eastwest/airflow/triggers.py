@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from eastwest.hub.hook import HostKeyMismatch
+from eastwest.hub.errors import HostKeyMismatch
 from eastwest.hub.jobs import JobWatch, poll_delay
 from eastwest.west import jobctl
 

@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.providers.ssh.hooks.ssh import SSH_PORT, SSHHook
 
+from eastwest.hub.errors import HostKeyMismatch, HubDiskFull, HubError
 from eastwest.west import jobctl, protocol
 from eastwest.west.protocol import check_name
 
@@ -35,16 +36,7 @@ USAGE_FIELDS = ("core_seconds", "queued_seconds", "seconds")
 DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|\[Errno (?:28|122)\]")
 
 
-class HubError(AirflowException):
-    """A hub is unreachable, misconfigured, or refused an operation."""
-
-
-class HostKeyMismatch(HubError):
-    """The hub offered another host key than the pinned one: never retried."""
-
-
-class HubDiskFull(HubError):
-    """The hub's disk is full: nothing more can be stored there until space is freed."""
+__all__ = ["HostKeyMismatch", "HubDiskFull", "HubError", "WestHubHook"]
 
 
 class WestHubHook(SSHHook):

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from eastwest.hub.hook import HostKeyMismatch, HubError, WestHubHook
+from eastwest.hub.errors import HostKeyMismatch, HubError
 from eastwest.west import jobctl
 
 
@@ -33,6 +33,8 @@ class JobWatch:
         """The job's status and its output since the last poll; raises if the hub cannot be reached."""
         try:
             if self._client is None:
+                from eastwest.hub.hook import WestHubHook  # SSH loads only when a job is watched
+
                 self._hook = self._hook or WestHubHook(self.hub)
                 self._client = self._hook.connect()
             status = self._hook.job_status(self.run_key, self.job, client=self._client)
@@ -101,6 +103,8 @@ def watch(
 
 def submit(hub: str, run_key: str, job: str, bundle: str, params: dict[str, Any]) -> dict[str, Any]:
     """Store the job's parameters on the hub and start it there (a running one is kept)."""
+    from eastwest.hub.hook import WestHubHook
+
     hook = WestHubHook(hub)
     hook.put_params(run_key, job, params, bundle)
     return hook.submit_job(run_key, job, bundle)
