@@ -36,6 +36,19 @@ DEFAULT_PORT = 8080
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited. A component this process started stays a zombie, which signal 0
+    still reaches, until it is reaped: reap it here."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 class StackError(RuntimeError):
     """The stack could not be started or reached; the message says where to look."""
 
@@ -145,26 +158,27 @@ class Stack:
         return proc.pid
 
     def stop_component(self, name: str, timeout: float = 30.0) -> None:
-        pid = self.running().get(name)
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        self.stop_components([name], timeout)
+
+    def stop_components(self, names: list[str], timeout: float = 30.0) -> None:
+        """SIGTERM the process groups of ``names`` together, wait for them together (a component
+        that drains its work takes its time once, not once per component), SIGKILL what is left."""
+        pids = {name: pid for name, pid in self.running().items() if name in names}
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
+        alive = dict(pids)
+        while alive and time.monotonic() < deadline:
+            for name, pid in list(alive.items()):
+                if _gone(pid):
+                    del alive[name]
             time.sleep(0.2)
-        else:
-            try:
+        for pid in alive.values():
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self._pid_file(name).unlink(missing_ok=True)
+        for name in pids:
+            self._pid_file(name).unlink(missing_ok=True)
 
     def migrate(self) -> None:
         result = subprocess.run([self.airflow, "db", "migrate"], env=self.env(), capture_output=True, text=True)
@@ -212,8 +226,8 @@ class Stack:
 
     def down(self) -> list[str]:
         names = list(self.running())
-        for name in sorted(names, key=lambda n: n == "api-server"):  # the API server last
-            self.stop_component(name)
+        self.stop_components([n for n in names if n != "api-server"])
+        self.stop_components(["api-server"])  # last: tasks that are stopping still report to it
         self.stop_leftovers()
         return names
 
@@ -298,11 +312,26 @@ class Stack:
                 time.sleep(1)
         raise StackError(f"DAG {dag_id} was not parsed within {timeout:.0f}s; see {self.state_dir}/dag-processor.log")
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> str:
+        """Unpause ``dag_id`` and start a run (of the interval ``logical_date`` names, for a scheduled DAG)."""
         self.wait_for_dag(dag_id)
         self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf})
         return run["dag_run_id"]
+
+    def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
+        """The DAG's runs (of one type: scheduled, manual, asset_triggered, ...), oldest first."""
+        query = "?order_by=run_after" + (f"&run_type={run_type}" if run_type else "")
+        return list(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"])
+
+    def fail_runs(self, dag_id: str, run_type: str) -> list[str]:
+        """Mark the DAG's unfinished runs of ``run_type`` failed (e.g. the scheduled run an unpause created)."""
+        failed = []
+        for run in self.runs(dag_id, run_type):
+            if run["state"] in ("queued", "running"):
+                self.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
+                failed.append(run["dag_run_id"])
+        return failed
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         deadline = time.monotonic() + timeout
