@@ -53,7 +53,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | syste
 	touch $@
 
 $(WEST_VENV)/.installed: requirements-west.txt $(VENV)/.installed
-	$(UV) venv -q --python $(WEST_PYTHON_BIN) $(WEST_VENV)
+	$(UV) venv -q --clear --python $(WEST_PYTHON_BIN) $(WEST_VENV)
 	$(UV) pip install -q --python $(WEST_VENV)/bin/python -r requirements-west.txt
 	touch $@
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,21 @@ def local_stack(stack_east):
         finally:
             stack.down()
             assert not stack.processes(), "a process of the stack outlived `down`"
+
+
+#: The energy forecast's test history: four weeks of training (the week of FORECAST_WEEK and the
+#: three before it), the next day to forecast and score. Days no other test uses.
+FORECAST_MACHINES = 36
+FORECAST_WEEK = date(2026, 7, 27)  # a Monday: the training run covers it and the 21 days before
+FORECAST_DAYS = [FORECAST_WEEK - timedelta(days=21) + timedelta(days=i) for i in range(29)]
+
+
+@pytest.fixture(scope="session")
+def forecast_east(pg_url) -> str:
+    """The session's PostgreSQL source holds the forecast's history (loaded once per session)."""
+    from eastwest_dev import telemetry
+
+    for day in FORECAST_DAYS:
+        if telemetry.count_day(pg_url, day) != FORECAST_MACHINES * 1440:
+            telemetry.load_day(pg_url, day, telemetry.generate_day(day, FORECAST_MACHINES))
+    return pg_url

@@ -4,6 +4,18 @@ About 600 enterprises, each with one or more machines, report power, temperature
 status every minute. The same (day, machines, seed) always gives the same rows. ``bad=True`` makes
 a day of broken data (nulls, negative power, impossible temperatures) to exercise validation.
 
+The load carries structure a forecast can learn, and noise it cannot:
+
+- each machine keeps its rated power (5–200 kW), its shift (starting 06:00–09:00, 8–15 hours)
+  and whether it works Saturdays (half of them) or Sundays (one in ten) from day to day;
+- on a working day a machine runs its shift (1 % of machine-days it stays down); on its weekend
+  days 95 % of the time; on public holidays (``HOLIDAYS`` in ``include/jobs/_energy.py``, the
+  one calendar the data and the model share) 5 % of the time; otherwise it idles at 4 % of rated;
+- each enterprise's activity drifts from day to day with its order book (``enterprise_level``:
+  AR(1), φ 0.8, sd about 0.13), each machine-day adds its own (sd 0.03), and each minute its own
+  load (normal around 78 % of rated × that level, sd 0.08); 3 % of on-shift minutes idle, 0.2 %
+  fault. Yesterday says more about today than the same day last week does.
+
     python -m eastwest_dev.telemetry --date 2026-11-24 --machines 700            # into the source DB
     python -m eastwest_dev.telemetry --date 2026-11-24 --landing-dir landing/    # also as Parquet
 
@@ -14,6 +26,8 @@ project's ``sql/source/create_readings.sql`` schema), bulk-ingested as Arrow thr
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -32,6 +46,33 @@ ENTERPRISES = 600
 MINUTES = 24 * 60
 MACHINES_PER_BATCH = 40
 STATUSES = ("running", "idle", "fault")
+_MACHINE_STREAM = 0x3A  # the random stream of what a machine keeps from day to day
+_LEVEL_STREAM = 0x3B  # the random stream of the enterprises' daily activity
+
+
+@functools.cache
+def holidays() -> frozenset[date]:
+    """The public holidays of ``include/jobs/_energy.py`` (loaded from its file: it is a job module)."""
+    path = REPO_ROOT / "include" / "jobs" / "_energy.py"
+    spec = importlib.util.spec_from_file_location("eastwest_dev._energy_calendar", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return frozenset(module.HOLIDAYS)
+
+
+def _machines(first: int, n: int, seed: int) -> tuple[Any, ...]:
+    """What machines ``first .. first+n-1`` keep every day: rated kW, shift start and length, and
+    whether they work Saturdays and Sundays."""
+    import numpy as np
+
+    kept = np.array([np.random.default_rng([seed, _MACHINE_STREAM, first + i]).random(5) for i in range(n)]).reshape(
+        n, 5
+    )
+    rated = 5.0 + 195.0 * kept[:, 0:1]
+    shift_start = 6 + (kept[:, 1:2] * 4).astype(int)
+    shift_len = 8 + (kept[:, 2:3] * 8).astype(int)
+    return rated, shift_start, shift_len, kept[:, 3:4] < 0.5, kept[:, 4:5] < 0.1
 
 
 def schema() -> Any:
@@ -69,6 +110,34 @@ def machine_ids(machines: int) -> list[tuple[str, str]]:
     return ids
 
 
+@functools.cache
+def enterprise_level(day: date, seed: int) -> Any:
+    """Each enterprise's activity on ``day`` (mean 1): an order book that drifts, so a busy day
+    tends to follow a busy day. AR(1) with φ = 0.8 and shocks of sd 0.08, built from the shocks
+    of the 30 days before (φ^30 < 0.002), each day's drawn from its own seed: any day alone gives
+    the same level."""
+    import numpy as np
+
+    level = np.ones(ENTERPRISES)
+    for back in range(30, -1, -1):
+        shock = np.random.default_rng([seed, _LEVEL_STREAM, day.toordinal() - back]).normal(0, 0.08, ENTERPRISES)
+        level = 1.0 + 0.8 * (level - 1.0) + shock
+    return level
+
+
+def _working(day: date, saturdays: Any, sundays: Any, rng: Any) -> Any:
+    """Which machines run their shift on ``day``: 99 % on working days; on weekends 95 % of those
+    that work that day; on public holidays 5 %."""
+    n = saturdays.shape[0]
+    if day in holidays():
+        return rng.random((n, 1)) < 0.05
+    if day.isoweekday() == 6:
+        return saturdays & (rng.random((n, 1)) < 0.95)
+    if day.isoweekday() == 7:
+        return sundays & (rng.random((n, 1)) < 0.95)
+    return rng.random((n, 1)) < 0.99
+
+
 def generate_day(day: date, machines: int, *, seed: int = 20260101, bad: bool = False) -> Iterator[Any]:
     """Yield a local day's readings as Arrow record batches of ``MACHINES_PER_BATCH`` machines."""
     import numpy as np
@@ -84,13 +153,17 @@ def generate_day(day: date, machines: int, *, seed: int = 20260101, bad: bool = 
         chunk = ids[first : first + MACHINES_PER_BATCH]
         rng = np.random.default_rng([seed, day.toordinal(), first])
         n = len(chunk)
-        rated = rng.uniform(5.0, 200.0, size=(n, 1))
-        shift_start = rng.integers(6, 10, size=(n, 1))
-        shift_len = rng.integers(8, 16, size=(n, 1))
-        on_shift = ((local_hour[None, :] - shift_start) % 24) < shift_len
+        rated, shift_start, shift_len, saturdays, sundays = _machines(first, n, seed)
+        active = _working(day, saturdays, sundays, rng)
+        level = np.clip(
+            enterprise_level(day, seed)[[int(e[1:]) - 1 for e, _ in chunk]][:, None] + rng.normal(0, 0.03, size=(n, 1)),
+            0.5,
+            1.28,
+        )
+        on_shift = (((local_hour[None, :] - shift_start) % 24) < shift_len) & active
         running = on_shift & (rng.random((n, MINUTES)) > 0.03)
         fault = rng.random((n, MINUTES)) < 0.002
-        load = np.clip(rng.normal(0.78, 0.08, size=(n, MINUTES)), 0.2, 1.0)
+        load = np.clip(rng.normal(0.78 * level, 0.08, size=(n, MINUTES)), 0.2, 1.0)
         power = np.where(running, rated * load, rated * 0.04) * ~fault
         temperature = 24.0 + 40.0 * np.where(running, load, 0.05) + rng.normal(0, 1.2, size=(n, MINUTES))
         vibration = 1.5 + 3.0 * np.where(running, load, 0.0) + np.abs(rng.normal(0, 0.25, size=(n, MINUTES)))

@@ -21,11 +21,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LandingFiles", "SqlInput", "Target", "Workload", "WorkloadError", "east_west_dag"]
+__all__ = [
+    "LandingFiles",
+    "ModelInput",
+    "ModelTarget",
+    "SqlInput",
+    "Target",
+    "Workload",
+    "WorkloadError",
+    "east_west_dag",
+]
+_DECLARATIONS = ("LandingFiles", "ModelInput", "ModelTarget", "SqlInput", "Target", "Workload", "WorkloadError")
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("LandingFiles", "SqlInput", "Target", "Workload", "WorkloadError"):
+    if name in _DECLARATIONS:
         from eastwest import config
 
         return getattr(config, name)

@@ -13,6 +13,9 @@ shows as an import error in the Airflow UI naming the field, never as a failure 
         target=Target("energy_per_unit", keys=("day", "enterprise_id", "product"), partition_column="day"),
     )
 
+A training workload publishes to a :class:`ModelTarget` (the model registry) instead of a table,
+and an inference workload reads the registered champion with a :class:`ModelInput`.
+
 Nothing here imports Airflow or a heavy library.
 """
 
@@ -31,6 +34,10 @@ from eastwest.west.protocol import is_safe_name
 #: Columns the warehouse adds to every target table.
 RESERVED_COLUMNS = ("scope", "hub")
 CSV_TYPES = ("string", "int64", "float64", "bool", "date", "timestamp")
+#: How far back an input may read before a run's first day.
+MAX_LOOKBACK_DAYS = 366
+#: The warehouse table of the model registry (:mod:`eastwest.east.models`).
+MODELS_TABLE = "models"
 
 
 class WorkloadError(ValueError):
@@ -66,6 +73,9 @@ class SqlInput:
         them) and may bind the job's parameters. Without it, "at least one row" of the input's own
         query for the day is the signal. Scheduled runs wait for the signal (see ``wait_for_data``
         of :func:`eastwest.airflow.east_west_dag`).
+    :param lookback_days: also read this many local days before the run's first day (history a
+        job needs, e.g. last week's readings for a forecast); the result's partition stays the
+        run's own days. Waiting for data covers those days too.
     """
 
     name: str
@@ -73,12 +83,23 @@ class SqlInput:
     conn_id: str = "east_source"
     time_column: str | None = None
     ready_sql: str | None = None
+    lookback_days: int = 0
 
     def __post_init__(self) -> None:
         _name("SqlInput name", self.name)
         _name(f"SqlInput {self.name!r}: conn_id", self.conn_id)
         if self.time_column is not None:
             _identifier(f"SqlInput {self.name!r}: time_column", self.time_column)
+        if (
+            isinstance(self.lookback_days, bool)
+            or not isinstance(self.lookback_days, int)
+            or not 0 <= self.lookback_days <= MAX_LOOKBACK_DAYS
+        ):
+            raise WorkloadError(
+                f"SqlInput {self.name!r}: lookback_days must be a whole number of days from 0 to {MAX_LOOKBACK_DAYS}"
+            )
+        if self.lookback_days and self.time_column is None:
+            raise WorkloadError(f"SqlInput {self.name!r}: lookback_days needs a time_column (a snapshot has no days)")
         for what, value in (("sql", self.sql), ("ready_sql", self.ready_sql)):
             if what == "ready_sql" and value is None:
                 continue
@@ -193,7 +214,42 @@ class LandingFiles:
             raise WorkloadError(f"LandingFiles {self.name!r}: the only placeholder a glob may use is {{{{ ds }}}}")
 
 
-Input = SqlInput | LandingFiles
+@dataclass(frozen=True)
+class ModelInput:
+    """A registered model, shipped to the hub like data: content-addressed, deduplicated, verified.
+
+    The job receives a table of one row (``name``, ``version``: the SHA-256 of the model bytes,
+    ``onnx``: the bytes) holding the model's current champion (:mod:`eastwest.east.models`).
+
+    :param name: the dataset name the job receives.
+    :param model: the model's name in the registry (``models`` in the warehouse).
+    :param required: without a champion a run fails at once, saying to train the model first; with
+        ``required=False`` the job receives an empty table instead (and falls back to its baseline).
+    :param conn_id: the warehouse that holds the registry.
+    """
+
+    name: str
+    model: str
+    required: bool = True
+    conn_id: str = "east_warehouse"
+
+    def __post_init__(self) -> None:
+        _name("ModelInput name", self.name)
+        _identifier(f"ModelInput {self.name!r}: model", self.model)
+        _name(f"ModelInput {self.name!r}: conn_id", self.conn_id)
+        if not isinstance(self.required, bool):
+            raise WorkloadError(f"ModelInput {self.name!r}: required must be True or False")
+
+    @property
+    def interval(self) -> bool:
+        return False
+
+    def check(self, project: Project, spec: jobs.JobSpec) -> None:
+        pass
+
+
+Input = SqlInput | LandingFiles | ModelInput
+INPUT_TYPES = (SqlInput, LandingFiles, ModelInput)
 
 
 @dataclass(frozen=True)
@@ -228,6 +284,37 @@ class Target:
 
 
 @dataclass(frozen=True)
+class ModelTarget:
+    """The model registry: a training job's one-row result registers a model version there.
+
+    The result carries ``name``, ``version`` (the SHA-256 of ``onnx``), ``onnx`` (the model bytes)
+    and its backtest (``mae``, ``mape``, ``baseline_mae``, ``baseline_mape``, and ``champion_mape``
+    when the job scored the current champion on the same held-out days). Publishing registers the
+    version as a candidate and promotes it to champion only if it beats the seasonal-naive baseline
+    and the champion (:func:`eastwest.east.models.gate`); a rerun of the same version changes
+    nothing. Each publish emits an event on the model's Airflow asset, which DAGs reading the model
+    with a :class:`ModelInput` also run on.
+
+    :param model: the model's name (the job's ``name`` column must say the same).
+    :param conn_id: the warehouse that holds the registry.
+    """
+
+    model: str
+    conn_id: str = "east_warehouse"
+    table: str = MODELS_TABLE
+    keys: tuple[str, ...] = ("name", "version")
+    partition_column: str | None = None
+
+    def __post_init__(self) -> None:
+        _identifier("ModelTarget model", self.model)
+        _name(f"ModelTarget {self.model!r}: conn_id", self.conn_id)
+        if self.table != MODELS_TABLE or tuple(self.keys) != ("name", "version") or self.partition_column is not None:
+            raise WorkloadError(
+                f"ModelTarget {self.model!r}: table, keys and partition_column are fixed; set only model"
+            )
+
+
+@dataclass(frozen=True)
 class Workload:
     """One verified east → west → east pipeline: inputs, job, parameters, suite and target.
 
@@ -242,7 +329,7 @@ class Workload:
 
     job: str
     inputs: tuple[Input, ...]
-    target: Target
+    target: Target | ModelTarget
     suite: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     form: tuple[str, ...] = ()
@@ -250,18 +337,18 @@ class Workload:
 
     def __post_init__(self) -> None:
         _name("Workload job", self.job)
-        if isinstance(self.inputs, SqlInput | LandingFiles):
+        if isinstance(self.inputs, INPUT_TYPES):
             object.__setattr__(self, "inputs", (self.inputs,))
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "form", tuple(self.form))
         object.__setattr__(self, "params", dict(self.params))
-        if not self.inputs or not all(isinstance(i, SqlInput | LandingFiles) for i in self.inputs):
-            raise WorkloadError("Workload inputs must be one or more SqlInput or LandingFiles")
+        if not self.inputs or not all(isinstance(i, INPUT_TYPES) for i in self.inputs):
+            raise WorkloadError("Workload inputs must be one or more SqlInput, LandingFiles or ModelInput")
         names = [i.name for i in self.inputs]
         if len(set(names)) != len(names):
             raise WorkloadError(f"Workload inputs: names must be unique, got {', '.join(names)}")
-        if not isinstance(self.target, Target):
-            raise WorkloadError("Workload target must be a Target(...)")
+        if not isinstance(self.target, Target | ModelTarget):
+            raise WorkloadError("Workload target must be a Target(...) or a ModelTarget(...)")
         import zoneinfo
 
         if self.tz not in zoneinfo.available_timezones():
@@ -308,7 +395,7 @@ class Workload:
         suite = project.suites_dir / str(self.suite)
         if not suite.is_file():
             raise WorkloadError(f"Workload suite: expectation suite {suite} does not exist")
-        if self.interval and self.target.partition_column is None:
+        if self.interval and self.target.partition_column is None and not isinstance(self.target, ModelTarget):
             raise WorkloadError(
                 f"Target {self.target.table!r}: partition_column is required because inputs are partitioned by time"
             )
@@ -319,4 +406,9 @@ class Workload:
         return spec
 
     def connection_ids(self) -> list[str]:
-        return sorted({i.conn_id for i in self.inputs if isinstance(i, SqlInput)} | {self.target.conn_id})
+        return sorted({i.conn_id for i in self.inputs if isinstance(i, SqlInput | ModelInput)} | {self.target.conn_id})
+
+    @property
+    def models_read(self) -> list[str]:
+        """The registered models this workload's job reads (its :class:`ModelInput` s)."""
+        return sorted({i.model for i in self.inputs if isinstance(i, ModelInput)})

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, get_current_context
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, task
 
 from eastwest.airflow.operators import WestJobOperator
 from eastwest.airflow.wait import WaitForData
-from eastwest.config import Workload, WorkloadError
+from eastwest.config import ModelTarget, Workload, WorkloadError
 from eastwest.east import connections, placing, sources, steps, warehouse
 from eastwest.east import plan as plans
 from eastwest.east import report as reports
@@ -63,6 +63,11 @@ FINAL = (
     connections.ConnectionNotFound,
     JobError,
 )
+
+
+def model_asset(model: str) -> Asset:
+    """The Airflow asset of a registered model: training publishes to it, inference runs on it."""
+    return Asset(name=f"model_{model}", uri=f"eastwest://models/{model}", group="model")
 
 
 def _final(step: Callable[[], Any]) -> Any:
@@ -121,6 +126,35 @@ def _form(workload: Workload, spec: Any, settings: Settings, placed: dict[str, P
     for name in workload.form:
         fields[name] = form_param(spec.params[name])
     return fields
+
+
+def _event_day(events: Any) -> str | None:
+    """The latest ``through`` day of the asset events that triggered this run (training's last day)."""
+    events = events or {}
+    days = [
+        str(event.extra["through"])
+        for asset_events in events.values()
+        for event in asset_events
+        if isinstance(getattr(event, "extra", None), dict) and event.extra.get("through")
+    ]
+    return max(days) if days else None
+
+
+def _register_task(ctx: steps.RunContext, target: ModelTarget) -> Any:
+    """The publish step of a training workload: register and gate the model, then announce it on its asset."""
+    asset = model_asset(target.model)
+
+    @task(task_id="publish", execution_timeout=STEP_TIMEOUT, outlets=[asset], doc_md=_register_task.__doc__)
+    def publish(plan: Any) -> dict:
+        parsed = Plan.from_dict(plan)
+        done = _final(lambda: steps.publish(ctx, parsed))
+        extra = {k: done[k] for k in ("name", "version", "status", "champion", "changed")}
+        if parsed.days:  # the last day the model learned from: what a run it triggers forecasts from
+            extra["through"] = parsed.days[-1].isoformat()
+        get_current_context()["outlet_events"][asset].extra = extra
+        return done
+
+    return publish
 
 
 def east_west_dag(
@@ -200,11 +234,15 @@ def east_west_dag(
         deadline_minutes = int(deadline.total_seconds() // 60)
     placement_params = _placement_fields(settings, hub, policy, deadline_minutes)
     params = _form(workload, spec, settings, placement_params) if not scheduled else placement_params
+    timetable: Any = CronDataIntervalTimetable(schedule, timezone=workload.tz) if schedule is not None else None
+    if timetable is not None and workload.models_read:  # a new champion runs it too (the UI shows the lineage)
+        timetable = AssetOrTimeSchedule(timetable=timetable, assets=[model_asset(m) for m in workload.models_read])
     with DAG(
         dag_id=dag_id,
         doc_md=doc_md,
-        schedule=CronDataIntervalTimetable(schedule, timezone=workload.tz) if schedule is not None else None,
-        start_date=start_date or pendulum.datetime(2026, 11, 1, tz=workload.tz),
+        schedule=timetable,
+        # Catchup is off: the start date only bounds the days a manual run or a backfill may cover.
+        start_date=start_date or pendulum.datetime(2026, 1, 1, tz=workload.tz),
         catchup=False,
         max_active_runs=max_active_runs,
         dagrun_timeout=dagrun_timeout,
@@ -214,12 +252,21 @@ def east_west_dag(
     ) as dag:
 
         @task(task_id="plan", retries=0, execution_timeout=timedelta(minutes=5))
-        def plan(params: Any = None, data_interval_start: Any = None, data_interval_end: Any = None) -> dict:
+        def plan(
+            params: Any = None,
+            data_interval_start: Any = None,
+            data_interval_end: Any = None,
+            dag_run: Any = None,
+            triggering_asset_events: Any = None,
+        ) -> dict:
             """Validate the request once more and turn it into a plan: any error fails at once, without retries."""
+            triggered = getattr(dag_run, "run_type", None) == "asset_triggered"
             try:
                 return plans.plan_run(
                     workload, spec, settings, dag_id=dag_id, scheduled=scheduled, conf=dict(params or {}),
                     data_interval_start=data_interval_start, data_interval_end=data_interval_end,
+                    asset_triggered_at=getattr(dag_run, "run_after", None) if triggered else None,
+                    asset_through=_event_day(triggering_asset_events) if triggered else None,
                 ).to_dict()  # fmt: skip
             except Exception as exc:  # a bad request never gets better by retrying
                 what = str(exc) if isinstance(exc, plans.PlanError) else f"{type(exc).__name__}: {exc}"
@@ -280,7 +327,10 @@ def east_west_dag(
             "fetch", steps.fetch, "Bring the result back east, verified.", trigger_rule="none_failed_min_one_success"
         )(planned)
         validated = step("validate", steps.validate, "Validate with the suite; a failure quarantines.")(planned)
-        published = step("publish", steps.publish, "Replace the run's partition in one transaction.")(planned)
+        if isinstance(workload.target, ModelTarget):
+            published = _register_task(ctx, workload.target)(planned)
+        else:
+            published = step("publish", steps.publish, "Replace the run's partition in one transaction.")(planned)
         cleaned = step("cleanup", steps.cleanup, "Remove the run's scratch files on the hubs and locally.")(planned)
         reported = report(planned)
         extracted >> placed >> shipped >> computes >> fetched >> validated >> published >> cleaned >> reported

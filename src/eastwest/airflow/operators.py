@@ -214,6 +214,11 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
             except HubError as exc:
                 tail = f"(the job's output could not be read: {exc})"
             message = f"job {job} for run {run_key} on hub {hub} failed: {event.get('message')}. Last output of the job:\n{tail}"
+            if self.run_context is not None:  # which model versions the job was given, by name
+                from eastwest.east import steps
+
+                shipped = steps.model_versions(self.run_context, self._plan())
+                message += "".join(f"\n(input {k} was model {v})" for k, v in shipped.items())
         if jobs.hub_failed(event) and self.run_context is not None:  # not the job's error: the retry moves
             placing.record_failure(self.run_context, self._plan(), hub, placing.COMPUTE, str(event.get("message")))
         raise AirflowException(message)

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -274,11 +274,27 @@ def scheduled_plan(
     data_interval_end: datetime | None,
     policy: str = "fastest",
     deadline_s: int | None = None,
+    run_after: datetime | None = None,
+    through: date | None = None,
 ) -> Plan:
-    """The plan of a scheduled run: the local days its data interval covers (scope ``nightly``)."""
+    """The plan of a scheduled run: the local days its data interval covers (scope ``nightly``).
+
+    ``run_after`` is given for runs that an asset event triggered: without a data interval of their
+    own, they cover the day ``through`` (from the event), else the last complete local day before
+    ``run_after``.
+    """
     placed: dict[str, Any] = {"hub": hub, "policy": policy, "deadline_s": deadline_s}
     if not workload.interval:
         return make_plan(workload, spec, settings, dag_id=dag_id, scope="nightly", **placed)
+    if (data_interval_start is None or data_interval_end is None) and run_after is not None:
+        # an asset-triggered run (a new model, for example) has no data interval: it covers the day
+        # its event names (the last day the model was trained on), else the last complete local
+        # day before it was triggered, like the scheduled run after that day
+        day = through or _local_day("trigger time", run_after, workload.tz) - timedelta(days=1)
+        data_interval_start, data_interval_end = (
+            datetime.combine(day, time(), ZoneInfo(workload.tz)),
+            datetime.combine(day + timedelta(days=1), time(), ZoneInfo(workload.tz)),
+        )
     if data_interval_start is None or data_interval_end is None:
         raise PlanError(
             f"this run has no data interval; trigger {dag_id} with a logical date (the day after the day to "
@@ -364,6 +380,8 @@ def plan_run(
     conf: Any,
     data_interval_start: Any = None,
     data_interval_end: Any = None,
+    asset_triggered_at: Any = None,
+    asset_through: Any = None,
 ) -> Plan:
     """The plan of one run, as the DAG's plan task makes it; raises only :class:`PlanError`.
 
@@ -385,4 +403,6 @@ def plan_run(
         data_interval_end=data_interval_end,
         policy=policy,
         deadline_s=deadline_s,
+        run_after=asset_triggered_at,
+        through=_check_day("the asset event's day", asset_through) if asset_through is not None else None,
     )

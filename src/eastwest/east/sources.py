@@ -12,16 +12,16 @@ from __future__ import annotations
 import glob as globlib
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from eastwest.config import LandingFiles, SqlInput
+from eastwest.config import Input, LandingFiles, ModelInput, SqlInput
 from eastwest.east import arrowdb, sql
 from eastwest.east.connections import ConnectionNotFound, database_url
-from eastwest.east.plan import Plan
-from eastwest.settings import Project, Settings
+from eastwest.east.plan import Plan, utc_start
+from eastwest.settings import LOCAL_TZ, Project, Settings
 
 #: An interval input is read as consecutive time slices of this length, READERS at a time, and
 #: concatenated in time order (see BENCHMARKS.md: two readers on two cores nearly halve extraction).
@@ -41,8 +41,18 @@ class MissingData(InputError):
     """
 
 
-def sql_batches(item: SqlInput, plan: Plan, project: Project, settings: Settings | None = None) -> Iterator[Any]:
-    """Stream an SQL input's rows for the plan's interval (or all of them for a snapshot)."""
+def lookback_start(item: SqlInput, plan: Plan, tz: str) -> datetime:
+    """Where an interval input starts reading: the plan's start, or ``lookback_days`` local days earlier."""
+    assert plan.start is not None and plan.start_day is not None
+    if not item.lookback_days:
+        return datetime.fromisoformat(plan.start)
+    return utc_start(date.fromisoformat(plan.start_day) - timedelta(days=item.lookback_days), tz)
+
+
+def sql_batches(
+    item: SqlInput, plan: Plan, project: Project, settings: Settings | None = None, tz: str = LOCAL_TZ
+) -> Iterator[Any]:
+    """Stream an SQL input's rows for the plan's interval and lookback (or all of them for a snapshot)."""
     import jinja2
 
     try:
@@ -60,7 +70,7 @@ def sql_batches(item: SqlInput, plan: Plan, project: Project, settings: Settings
         batches = arrowdb.read_batches(url, text, binds)
     else:
         assert plan.start is not None and plan.end is not None
-        slices = time_slices(datetime.fromisoformat(plan.start), datetime.fromisoformat(plan.end))
+        slices = time_slices(lookback_start(item, plan, tz), datetime.fromisoformat(plan.end))
         batches = arrowdb.read_slices(url, text, [{**binds, "start": a, "end": b} for a, b in slices], READERS)
     try:
         for batch in batches:
@@ -88,10 +98,10 @@ def _normalise_time(batch: Any, column: str | None) -> Any:
     if index < 0:
         raise InputError(f"the query returns no column {column!r} (its time_column)")
     values = batch.column(index)
-    if pa.types.is_timestamp(values.type):
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
         return batch
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        raise InputError(f"time column {column} has type {values.type}; expected a timestamp")
+        raise InputError(f"time column {column} has type {values.type}; expected a timestamp or a date")
     try:
         cast = pc.cast(values, pa.timestamp("us"))
     except pa.ArrowInvalid as exc:
@@ -222,7 +232,7 @@ def landing_batches(item: LandingFiles, plan: Plan, settings: Settings) -> Itera
 # -- is the data there? -----------------------------------------------------------------------------
 
 
-def missing(item: SqlInput | LandingFiles, plan: Plan, project: Project, settings: Settings, tz: str) -> list[str]:
+def missing(item: Input, plan: Plan, project: Project, settings: Settings, tz: str) -> list[str]:
     """What ``item`` still lacks for the plan, one sentence per local day; empty when its data is complete.
 
     The signal is the source's own when it has one (an SQL input's ``ready_sql``, a landing input's
@@ -232,6 +242,9 @@ def missing(item: SqlInput | LandingFiles, plan: Plan, project: Project, setting
     """
     if isinstance(item, SqlInput):
         return _sql_missing(item, plan, project, settings, tz)
+    if isinstance(item, ModelInput):
+        model_batches(item, settings)  # a model is there or not: no champion fails at once (final)
+        return []
     days = [d.isoformat() for d in plan.days] if item.interval else [None]
     lacking = []
     for ds in days:
@@ -265,9 +278,13 @@ def _sql_missing(item: SqlInput, plan: Plan, project: Project, settings: Setting
         text = f"SELECT 1 AS present FROM (\n{text}\n) AS eastwest_probe LIMIT 1"
     windows: list[tuple[str, dict[str, Any]]] = [("the snapshot", {})]
     if item.interval:
+        assert plan.start_day is not None
+        first = date.fromisoformat(plan.start_day)
+        history = [first - timedelta(days=n) for n in range(item.lookback_days, 0, -1)]
+        bounds = [(d, utc_start(d, tz), utc_start(d + timedelta(days=1), tz)) for d in history]
         windows = [
             (f"{day} ({start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC)", {"start": start, "end": end})
-            for day, start, end in plan.day_bounds(tz)
+            for day, start, end in bounds + plan.day_bounds(tz)
         ]
     lacking = []
     for label, window in windows:
@@ -290,9 +307,30 @@ def _sql_missing(item: SqlInput, plan: Plan, project: Project, settings: Setting
     return lacking
 
 
-def batches(item: SqlInput | LandingFiles, plan: Plan, project: Project, settings: Settings) -> Iterator[Any]:
+def model_batches(item: ModelInput, settings: Settings | None) -> Iterator[Any]:
+    """The model's champion as one record batch (an empty one if there is none and it is not required)."""
+    from eastwest.east import models
+
+    try:
+        table = models.model_table(database_url(item.conn_id, settings), item.model, required=item.required)
+    except ConnectionNotFound as exc:
+        raise InputError(f"input {item.name}: {exc}") from None
+    except models.RegistryError as exc:
+        raise InputError(f"input {item.name}: {exc}") from None
+    return iter(table.to_batches() or [_empty_batch(table.schema)])
+
+
+def _empty_batch(schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def batches(item: Input, plan: Plan, project: Project, settings: Settings, tz: str = LOCAL_TZ) -> Iterator[Any]:
     if isinstance(item, SqlInput):
-        return sql_batches(item, plan, project, settings)
+        return sql_batches(item, plan, project, settings, tz)
+    if isinstance(item, ModelInput):
+        return model_batches(item, settings)
     return landing_batches(item, plan, settings)
 
 

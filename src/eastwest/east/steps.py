@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from eastwest.config import Input, Workload
+from eastwest.config import Input, ModelTarget, Workload
 from eastwest.east import sources
 from eastwest.east.plan import Plan
 from eastwest.settings import Project, Settings, get_settings
@@ -98,7 +98,7 @@ def extract_input(ctx: RunContext, plan: Plan, item: Input) -> dict[str, Any]:
     from eastwest.east.connections import database_url
 
     started = time.monotonic()
-    batches = sources.batches(item, plan, ctx.project, ctx.settings)
+    batches = sources.batches(item, plan, ctx.project, ctx.settings, ctx.workload.tz)
     first = next(batches, None)
     if first is None:  # final: the run waited for the data before extracting (missing_data)
         raise sources.MissingData(
@@ -143,6 +143,28 @@ def extract_input(ctx: RunContext, plan: Plan, item: Input) -> dict[str, Any]:
         manifest.rows / max(seconds, 1e-9),
     )
     return {**manifest.summary(), "seconds": round(seconds, 3), "schema": text}
+
+
+def model_versions(ctx: RunContext, plan: Plan) -> dict[str, str]:
+    """``{input: "<model> version <sha256>"}`` for the run's model inputs, read from its staged chunks."""
+    from eastwest.config import ModelInput
+
+    found = {}
+    for item in ctx.workload.inputs:
+        path = ctx.manifest_path(plan, item.name)
+        if not isinstance(item, ModelInput) or not path.exists():
+            continue
+        try:
+            rows = [
+                r
+                for b in ctx.store(plan).batches(wire.load_dataset_manifest(path))
+                for r in b.select(["version"]).to_pylist()
+            ]
+        except (OSError, ValueError, KeyError) as exc:
+            found[item.name] = f"{item.model} (its staged copy cannot be read: {exc})"
+            continue
+        found[item.name] = f"{item.model} version {rows[0]['version']}" if rows else f"{item.model}: none (baseline)"
+    return found
 
 
 def extract(ctx: RunContext, plan: Plan) -> dict[str, Any]:
@@ -317,6 +339,8 @@ def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
     started = time.monotonic()
     from eastwest.east import placing
 
+    if isinstance(ctx.workload.target, ModelTarget):
+        return _register(ctx, plan, url, table, schemas)
     outcome = warehouse.publish(
         url, ctx.workload.target, partition, table, placing.current(ctx, plan), schema_records=schemas,
         dag_id=ctx.dag_id,
@@ -331,6 +355,28 @@ def publish(ctx: RunContext, plan: Plan) -> dict[str, Any]:
         outcome.describe(),
     )
     return {**asdict(outcome), "message": outcome.describe(), "seconds": round(seconds, 3)}
+
+
+def _register(ctx: RunContext, plan: Plan, url: str, table: Any, schemas: dict[str, str]) -> dict[str, Any]:
+    """Publish a training result: register the model version in the registry and gate it."""
+    from eastwest.east import models, placing, warehouse
+
+    assert isinstance(ctx.workload.target, ModelTarget)
+    hub = placing.current(ctx, plan)
+    record = placing.load(ctx, plan) or {}
+    started = time.monotonic()
+    try:
+        done = models.register(
+            url, table, name=ctx.workload.target.model, hub=hub, dag_id=ctx.dag_id, run_key=plan.run_key,
+            bundle=str(record.get("shipped", {}).get(hub, "")), schema_records=schemas,
+        )  # fmt: skip
+    except models.RegistryError as exc:
+        raise warehouse.PublishError(str(exc)) from exc
+    log.info("%s (champion now: %s)", done.describe(), done.champion or "none")
+    return {
+        **asdict(done), "message": done.describe(), "seconds": round(time.monotonic() - started, 3),
+        "rows_after": 1, "rows_before": 0 if done.changed else 1,
+    }  # fmt: skip
 
 
 def cleanup(ctx: RunContext, plan: Plan) -> dict[str, Any]:

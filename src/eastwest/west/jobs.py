@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import importlib.machinery
 import importlib.util
 import math
 import re
@@ -221,9 +223,20 @@ def check_params(spec: JobSpec, params: Any, *, fill_defaults: bool = True) -> d
 
 
 def load_module(jobs_dir: Path, name: str) -> ModuleType:
-    """Import job ``name`` from ``jobs_dir`` (a verified bundle's jobs package); refuse any other name."""
+    """Import job ``name`` from ``jobs_dir`` (a verified bundle's jobs package); refuse any other name.
+
+    The jobs package is imported as a package of its own (one per folder), so a job may share code
+    with its siblings through a private module: ``from . import _features`` (``_``-prefixed modules
+    travel in the bundle but are not jobs).
+    """
     path = job_path(jobs_dir, name)
-    module_name = f"eastwest_job_{name}"
+    folder = Path(jobs_dir).resolve()
+    package = f"eastwest_jobs_{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}"
+    if package not in sys.modules:  # a namespace for the folder: no code of its own runs
+        parent = importlib.machinery.ModuleSpec(package, None, is_package=True)
+        parent.submodule_search_locations = [str(folder)]
+        sys.modules[package] = importlib.util.module_from_spec(parent)
+    module_name = f"{package}.{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise JobError(f"job {name}: cannot load {path}")

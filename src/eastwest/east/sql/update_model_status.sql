@@ -1,0 +1,1 @@
+UPDATE "models" SET "status" = :status, "reason" = :reason WHERE "name" = :name AND "version" = :version
