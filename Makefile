@@ -120,10 +120,13 @@ test: system-deps browser-deps venv west-venv lint ## run every test (real sshd 
 clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)
 	rm -rf .local
 
-.PHONY: bench bench-placement
+.PHONY: bench bench-placement bench-model
 bench: system-deps venv west-venv ## both benchmarks on emulated WAN links, one after the other (root; writes bench/)
 	$(PY) bench/transfer_bench.py $(BENCH_ARGS)
 	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)
 
 bench-placement: system-deps venv west-venv ## placement over four emulated hubs (root; ≈11 min; PLACEMENT_ARGS=--quick for a smaller day)
 	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)
+
+bench-model: venv west-venv ## the energy forecast: HGB vs LightGBM, training and inference on a hub's environment at 700 machines × 28 days (≈2 min)
+	$(PY) bench/forecast_bench.py $(MODEL_ARGS)

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pendulum
 import pytest
 
-from conftest import FORECAST_MACHINES, FORECAST_WEEK, ROOT, east_on_postgres, load_dag
+from conftest import FORECAST_MACHINES, FORECAST_WEEK, ROOT, TEST_HOME, east_on_postgres, load_dag
 from eastwest.east import arrowdb, models, sql
 from eastwest.east.plan import utc_start
 from eastwest.settings import get_settings
@@ -155,6 +155,25 @@ def test_forecast_with_the_champion_is_complete_bounded_and_the_east_agrees(east
     )
     assert joined.height == hub.height
     assert (joined["energy_kwh"] - joined["east"]).abs().max() < 1e-5
+
+
+def test_a_hub_that_lost_its_copy_of_the_model_gets_it_shipped_again(east) -> None:
+    key = f"east_west_forecast.nightly.{MADE_ON:%Y%m%d}-{FORECAST_DAY:%Y%m%d}"
+    hub = report(key)["hub"]
+    chunks = TEST_HOME / "hubs" / hub / "root" / "chunks"
+    lost = [p for p in chunks.rglob("*") if p.is_file()]
+    assert lost, f"no chunks on {hub}"
+    for path in lost:  # the hub lost everything it held: the model and the readings
+        path.unlink()
+    after = FORECAST_DAY  # as run_daily(MADE_ON), pinned to the hub
+    dag = load_dag(ROOT / "dags" / "east_west_forecast.py")
+    run = dag.test(
+        logical_date=pendulum.datetime(after.year, after.month, after.day, 23, 59, tz=TZ), run_conf={"hub": hub}
+    )
+    assert run.state == "success"
+    again = report(key)
+    assert again["hub"] == hub and again["chunks_skipped"] == 0 and again["wire_mb_sent"] > 0, again
+    assert "unchanged" in again["warehouse"]  # the same model on the same data: the same forecast
 
 
 def test_scoring_records_the_realised_error_of_the_day(east) -> None:
