@@ -119,6 +119,19 @@ def test_the_champion_travels_as_the_same_chunk_every_time(tmp_path, monkeypatch
     assert empty.num_rows == 0 and empty.schema == models.model_schema()  # the job falls back to its baseline
 
 
+def test_a_new_model_starts_the_forecast_but_never_its_own_training() -> None:
+    from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
+
+    from conftest import load_dag
+
+    forecast = load_dag(ROOT / "dags" / "east_west_forecast.py")
+    training = load_dag(ROOT / "dags" / "east_west_train_forecast.py")
+    assert isinstance(forecast.timetable, AssetOrTimeSchedule)
+    assert [a.uri for a in forecast.timetable.asset_condition.objects] == ["eastwest://models/energy_forecast"]
+    assert not isinstance(training.timetable, AssetOrTimeSchedule)  # it reads its champion, but must not loop
+    assert [o.uri for o in training.get_task("publish").outlets] == ["eastwest://models/energy_forecast"]
+
+
 def test_declarations_refuse_what_cannot_work() -> None:
     with pytest.raises(WorkloadError, match="lookback_days needs a time_column"):
         SqlInput("r", sql="source/extract_energy.sql", lookback_days=3)

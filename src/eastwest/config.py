@@ -412,3 +412,11 @@ class Workload:
     def models_read(self) -> list[str]:
         """The registered models this workload's job reads (its :class:`ModelInput` s)."""
         return sorted({i.model for i in self.inputs if isinstance(i, ModelInput)})
+
+    @property
+    def models_awaited(self) -> list[str]:
+        """The models whose new versions should start this workload: those it reads but does not
+        itself train (training reads its own champion to compare with; it must not run on its own
+        announcements)."""
+        trained = self.target.model if isinstance(self.target, ModelTarget) else None
+        return [m for m in self.models_read if m != trained]

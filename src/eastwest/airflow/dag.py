@@ -235,8 +235,8 @@ def east_west_dag(
     placement_params = _placement_fields(settings, hub, policy, deadline_minutes)
     params = _form(workload, spec, settings, placement_params) if not scheduled else placement_params
     timetable: Any = CronDataIntervalTimetable(schedule, timezone=workload.tz) if schedule is not None else None
-    if timetable is not None and workload.models_read:  # a new champion runs it too (the UI shows the lineage)
-        timetable = AssetOrTimeSchedule(timetable=timetable, assets=[model_asset(m) for m in workload.models_read])
+    if timetable is not None and workload.models_awaited:  # a new model runs it too (the UI shows the lineage)
+        timetable = AssetOrTimeSchedule(timetable=timetable, assets=[model_asset(m) for m in workload.models_awaited])
     with DAG(
         dag_id=dag_id,
         doc_md=doc_md,
