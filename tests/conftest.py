@@ -201,6 +201,9 @@ def local_stack(stack_east):
             assert not stack.processes(), "a process of the stack outlived `down`"
 
 
+#: The project's jobs (a private module such as ``_energy`` travels in the bundle but is not one).
+PROJECT_JOBS = ["daily_kpis", "energy_forecast", "energy_per_unit", "score_energy_forecast", "train_energy_forecast"]
+
 #: The energy forecast's test history: four weeks of training (the week of FORECAST_WEEK and the
 #: three before it), the next day to forecast and score. Days no other test uses.
 FORECAST_MACHINES = 36

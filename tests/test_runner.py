@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from conftest import ROOT, WEST_PYTHON
+from conftest import PROJECT_JOBS, ROOT, WEST_PYTHON
 from eastwest.west import bundle, protocol, wire
 
 JOBS = ROOT / "include" / "jobs"
@@ -98,7 +98,7 @@ def test_lists_the_jobs_of_an_installed_bundle(tmp_path) -> None:
     digest = install(tmp_path / "hub", tmp_path)
     result = runner(tmp_path / "hub", "jobs", "--bundle", digest)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["daily_kpis", "energy_per_unit"]
+    assert json.loads(result.stdout) == PROJECT_JOBS
     missing = runner(tmp_path / "hub", "jobs", "--bundle", "0" * 64)
     assert missing.returncode == protocol.EXIT_MISSING
     assert b"is not installed on this hub; ship it first" in missing.stderr
@@ -378,7 +378,7 @@ def test_a_package_in_the_working_directory_cannot_replace_the_bundles_runner(tm
         capture_output=True,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["daily_kpis", "energy_per_unit"]
+    assert json.loads(result.stdout) == PROJECT_JOBS
 
 
 def test_install_bundle_refuses_a_digest_that_does_not_match_the_shipped_content(tmp_path) -> None:
@@ -423,7 +423,7 @@ def test_a_new_job_in_a_copy_of_the_jobs_package_runs_from_its_bundle(tmp_path) 
     )
     hub = tmp_path / "hub"
     digest = install(hub, tmp_path, jobs_dir)
-    assert json.loads(runner(hub, "jobs", "--bundle", digest).stdout) == ["daily_kpis", "energy_per_unit", "sum_x"]
+    assert json.loads(runner(hub, "jobs", "--bundle", digest).stdout) == sorted([*PROJECT_JOBS, "sum_x"])
     store, manifest = chunked(tmp_path, rows=1000)
     ship(hub, store, manifest)
     result = runner(hub, "run", "r1", "sum_x", "--bundle", digest)
