@@ -115,43 +115,32 @@ def on_hub(case: str, data: Path, model: Path) -> dict:
 
 
 def choose(data: Path) -> dict:
-    """HGB and LightGBM on the same features and split."""
+    """HGB (the training job's own ``fit``) and LightGBM on the job's features and split."""
     import lightgbm
     import numpy as np
     import polars as pl
-    from sklearn.ensemble import HistGradientBoostingRegressor
 
     from eastwest.west import jobs
 
-    energy = jobs.load_module(ROOT / "include" / "jobs", "energy_forecast")._energy
-    hours = energy.hourly(pl.scan_ipc(data), TZ)
-    first, last = hours["day"].min(), hours["day"].max()
-    table = energy.features(energy.grid(hours, first, last))
-    holdout_start = last - timedelta(days=6)
-    usable = table.filter(
-        (pl.col("day") >= first + timedelta(days=energy.HISTORY_DAYS))
-        & pl.col("energy_kwh").is_not_null()
-        & (pl.col("scale") > 0)
-    )
-    train, holdout = usable.filter(pl.col("day") < holdout_start), usable.filter(pl.col("day") >= holdout_start)
+    job = jobs.load_module(ROOT / "include" / "jobs", "train_energy_forecast")
+    energy = job._energy
+    cut = job.split(energy.hourly(pl.scan_ipc(data), TZ), holdout_days=7)
+    train, holdout = cut.train, cut.holdout
     x_train, y_train, x_hold = energy.matrix(train), energy.target(train), energy.matrix(holdout)
     scale = holdout["scale"].to_numpy()
     learners = {
-        "sklearn HistGradientBoostingRegressor": HistGradientBoostingRegressor(
-            loss="absolute_error", max_iter=300, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20,
-            l2_regularization=1.0, early_stopping=False, random_state=0,
-        ),
-        "LightGBM LGBMRegressor": lightgbm.LGBMRegressor(
+        "sklearn HistGradientBoostingRegressor": lambda: job.fit(x_train, y_train, 300),
+        "LightGBM LGBMRegressor": lambda: lightgbm.LGBMRegressor(
             objective="l1", n_estimators=300, learning_rate=0.1, num_leaves=15, min_child_samples=20,
             reg_lambda=1.0, random_state=0, verbose=-1, n_jobs=2,
-        ),
+        ).fit(x_train, y_train),
     }  # fmt: skip
     out: dict = {"train_rows": train.height, "holdout_rows": holdout.height}
     baseline = energy.errors(holdout["energy_kwh"], energy.seasonal_naive(holdout))
     out["seasonal-naive"] = {"mae": baseline[0], "mape": baseline[1]}
-    for name, learner in learners.items():
+    for name, train_one in learners.items():
         started = time.perf_counter()
-        learner.fit(x_train, y_train)
+        learner = train_one()
         fit = time.perf_counter() - started
         predicted = np.clip(learner.predict(x_hold) * scale, 0, None)
         mae, mape = energy.errors(holdout["energy_kwh"], predicted)

@@ -15,7 +15,8 @@ lacked (missing enterprise-hours, enterprises with no data to learn from).
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -37,7 +38,7 @@ class TrainingError(ValueError):
     """The readings cannot give an honest backtest."""
 
 
-def _fit(x, y, max_iter: int):
+def fit(x, y, max_iter: int):
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     # Absolute error: the loss the backtest reports (MAE), and robust to the days a machine stays
@@ -77,9 +78,20 @@ def _champion_scores(
     return row["version"], mae, mape
 
 
-def transform(readings: pl.LazyFrame, champion: pl.LazyFrame, params: dict) -> pl.LazyFrame:
-    name, tz, holdout_days = params["model_name"], params["tz"], int(params["holdout_days"])
-    hours = _energy.hourly(readings.select("ts", "enterprise_id", "power_kw"), tz)
+@dataclass(frozen=True)
+class Split:
+    """The time-ordered split of a backtest (the benchmark uses it too, to compare learners)."""
+
+    first: date  # the readings' first local day (history only)
+    last: date
+    holdout_start: date  # the last ``holdout_days`` are held out
+    train: pl.DataFrame  # measured enterprise-hours from the day history is complete up to the held-out days
+    holdout: pl.DataFrame
+    missing_hours: int  # enterprise-hours after the history days without any reading
+
+
+def split(hours: pl.DataFrame, holdout_days: int) -> Split:
+    """Features of every enterprise-hour in ``hours`` (see ``_energy.hourly``), split by time."""
     if hours.height == 0:
         raise TrainingError("no readings: nothing to train on")
     first, last = hours["day"].min(), hours["day"].max()
@@ -96,12 +108,20 @@ def transform(readings: pl.LazyFrame, champion: pl.LazyFrame, params: dict) -> p
     usable = usable.filter(pl.col("energy_kwh").is_not_null() & (pl.col("scale") > 0))
     train = usable.filter(pl.col("day") < holdout_start)
     holdout = usable.filter(pl.col("day") >= holdout_start)
-    everyone = set(hours["enterprise_id"].unique().to_list())
-    dropped = sorted(everyone - set(train["enterprise_id"].unique().to_list()))
     if train.height == 0 or holdout.height == 0:
         raise TrainingError(f"no measured hours to {'learn from' if train.height == 0 else 'hold out'}")
+    return Split(first, last, holdout_start, train, holdout, missing_hours)
 
-    model = _fit(_energy.matrix(train), _energy.target(train), int(params["max_iter"]))
+
+def transform(readings: pl.LazyFrame, champion: pl.LazyFrame, params: dict) -> pl.LazyFrame:
+    name, tz = params["model_name"], params["tz"]
+    hours = _energy.hourly(readings.select("ts", "enterprise_id", "power_kw"), tz)
+    cut = split(hours, int(params["holdout_days"]))
+    train, holdout, holdout_start = cut.train, cut.holdout, cut.holdout_start
+    everyone = set(hours["enterprise_id"].unique().to_list())
+    dropped = sorted(everyone - set(train["enterprise_id"].unique().to_list()))
+
+    model = fit(_energy.matrix(train), _energy.target(train), int(params["max_iter"]))
     onnx = _onnx(model, len(_energy.FEATURES), name)
     mae, mape = _energy.errors(holdout["energy_kwh"], _energy.predict(_energy.session(onnx), holdout))
     baseline_mae, baseline_mape = _energy.errors(holdout["energy_kwh"], _energy.seasonal_naive(holdout))
@@ -110,10 +130,10 @@ def transform(readings: pl.LazyFrame, champion: pl.LazyFrame, params: dict) -> p
         [
             {
                 "name": name, "version": hashlib.sha256(onnx).hexdigest(), "onnx": onnx, "algorithm": ALGORITHM,
-                "features": ",".join(_energy.FEATURES), "train_start": first,
-                "train_end": holdout_start - timedelta(days=1), "holdout_start": holdout_start, "holdout_end": last,
+                "features": ",".join(_energy.FEATURES), "train_start": cut.first,
+                "train_end": holdout_start - timedelta(days=1), "holdout_start": holdout_start, "holdout_end": cut.last,
                 "train_rows": train.height, "holdout_rows": holdout.height, "enterprises": len(everyone),
-                "missing_hours": missing_hours, "dropped_enterprises": len(dropped), "dropped": ",".join(dropped[:50]),
+                "missing_hours": cut.missing_hours, "dropped_enterprises": len(dropped), "dropped": ",".join(dropped[:50]),
                 "mae": mae, "mape": mape, "baseline_mae": baseline_mae, "baseline_mape": baseline_mape,
                 "champion_version": champion_version, "champion_mae": champion_mae, "champion_mape": champion_mape,
             }

@@ -31,7 +31,7 @@ __all__ = [
     "WorkloadError",
     "east_west_dag",
 ]
-_DECLARATIONS = ("LandingFiles", "ModelInput", "ModelTarget", "SqlInput", "Target", "Workload", "WorkloadError")
+_DECLARATIONS = tuple(name for name in __all__ if name != "east_west_dag")  # from eastwest.config
 
 
 def __getattr__(name: str) -> Any:
