@@ -168,7 +168,8 @@ def test_extract_refuses_an_input_whose_schema_changed_since_the_last_publish(da
     assert first["rows"] > 0 and '["units", "int64"]' in first["schema"]
     url = database_url("east_warehouse")
     recorded = sources.schema_json(pa.schema([("order_id", pa.string()), ("units", pa.int32())]))
-    with arrowdb.connect(url) as conn:
+    warehouse.ensure_schema_table(url)
+    with arrowdb.connect(url, lock=warehouse.SCHEMAS_TABLE) as conn:
         warehouse.record_schemas(conn, url, "t", {"orders": recorded})
         conn.commit()
     with pytest.raises(steps.InputChanged, match=r"schema of input orders changed.*units changed from int32 to int64"):

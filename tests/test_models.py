@@ -80,6 +80,16 @@ def test_register_gates_retires_and_a_rerun_changes_nothing(url) -> None:
     assert table.to_pylist() == [{"name": "energy_forecast", "version": better.version, "onnx": b"better"}]
 
 
+def test_trainings_registering_at_once_leave_exactly_one_champion(url) -> None:
+    """Four trainings finishing together, each better than the baseline: they take turns at the gate."""
+    from test_warehouse import at_once
+
+    done = at_once(4, lambda i: models.register(url, trained(f"m{i}".encode(), 0.10 - i / 100), **REGISTER))
+    statuses = [v["status"] for v in models.versions(url, "energy_forecast")]
+    assert len(statuses) == 4 and statuses.count(models.CHAMPION) == 1, statuses
+    assert models.champion(url, "energy_forecast")["version"] == done[3].version  # the lowest MAPE won
+
+
 def test_a_result_that_does_not_match_its_declaration_registers_nothing(url) -> None:
     bad = trained(b"bytes", 0.1).set_column(1, "version", pa.array(["0" * 64]))
     with pytest.raises(models.RegistryError, match="do not hash to the version"):

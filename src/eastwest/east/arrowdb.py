@@ -8,6 +8,8 @@ A ``:`` that is not a bind must be escaped as ``\\:`` (as in ``sqlalchemy.text``
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -26,24 +28,56 @@ def dialect_of(url: str) -> str:
     raise ValueError(f"unsupported database URL {url.split('://')[0]}://…; use sqlite:/// or postgresql://")
 
 
+#: How long a SQLite reader waits out another connection's commit before it fails (ms).
+SQLITE_BUSY_MS = 60_000
+
+
 @contextmanager
-def connect(url: str) -> Iterator[Any]:
-    """An ADBC DB-API connection (autocommit off: nothing is visible before ``commit()``); always closed."""
+def connect(url: str, *, lock: str | None = None) -> Iterator[Any]:
+    """An ADBC DB-API connection (autocommit off: nothing is visible before ``commit()``); always closed.
+
+    ``lock`` names what the connection writes (a table): connections holding the same name take
+    turns from the first statement until they close, across processes. On PostgreSQL it is a
+    session advisory lock, so concurrent writers of one table neither race to create it nor trip
+    over each other's rows; on SQLite, which lets one writer in at a time anyway, every writer of
+    the database takes one file lock first, so two writers never deadlock upgrading their reads.
+    """
     kind = dialect_of(url)
-    if kind == "sqlite":
-        import adbc_driver_sqlite.dbapi as sqlite_driver
+    with _writer_lock(url, kind, lock):
+        if kind == "sqlite":
+            import adbc_driver_sqlite.dbapi as sqlite_driver
 
-        path = Path(url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite_driver.connect(str(path))
-    else:
-        import adbc_driver_postgresql.dbapi as pg_driver
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite_driver.connect(str(path))
+            cursor = conn.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            cursor.close()
+        else:
+            import adbc_driver_postgresql.dbapi as pg_driver
 
-        conn = pg_driver.connect("postgresql://" + url.split("://", 1)[1])
-    try:
-        yield conn
-    finally:
-        conn.close()
+            conn = pg_driver.connect("postgresql://" + url.split("://", 1)[1])
+            if lock:
+                key = int.from_bytes(hashlib.sha256(f"eastwest:{lock}".encode()).digest()[:8], "big", signed=True)
+                cursor = conn.cursor()
+                cursor.execute(f"SELECT pg_advisory_lock({key})")  # held until the connection closes
+                cursor.close()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+@contextmanager
+def _writer_lock(url: str, kind: str, lock: str | None) -> Iterator[None]:
+    if kind != "sqlite" or not lock:
+        yield
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".writer-lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _bindable(kind: str, value: Any) -> Any:

@@ -206,7 +206,9 @@ def register(
     from eastwest.east import warehouse
 
     row = _result_row(table, name)
-    with arrowdb.connect(url) as conn:
+    if schema_records:
+        warehouse.ensure_schema_table(url)
+    with arrowdb.connect(url, lock=MODELS_TABLE) as conn:  # one registration at a time: one champion
         ensure(conn, url)
         known = _select(conn, url, name, version=row["version"])
         if known:

@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conn-id", default="east_warehouse", help="the warehouse connection (east_warehouse)")
     args = parser.parse_args(argv)
     url = database_url(args.conn_id)
-    with arrowdb.connect(url) as conn:
-        warehouse.ensure_schema_table(conn)
+    warehouse.ensure_schema_table(url)
+    with arrowdb.connect(url, lock=warehouse.SCHEMAS_TABLE) as conn:
         if args.action == "accept":
             if not args.input:
                 parser.error("accept needs the input's name")

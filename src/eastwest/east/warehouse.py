@@ -152,7 +152,9 @@ def publish(
     data = table.append_column("scope", pa.array([partition.scope] * rows, pa.string())).append_column(
         "hub", pa.array([hub] * rows, pa.string())
     )
-    with arrowdb.connect(url) as conn:
+    if schema_records:
+        ensure_schema_table(url)
+    with arrowdb.connect(url, lock=target.table) as conn:  # concurrent runs of one target take turns
         existing = arrowdb.columns_of(conn, target.table)
         if existing is None:
             create_table(conn, url, target, table.schema)
@@ -193,17 +195,26 @@ def partition_rows(url: str, target: Target, partition: Partition) -> list[dict[
 # -- the inputs' schemas ---------------------------------------------------------------------------
 
 
-def ensure_schema_table(conn: Any) -> None:
-    cursor = conn.cursor()
-    cursor.execute(sql.library("create_input_schemas.sql"))
-    cursor.close()
+#: Where the inputs' schemas are recorded (see ``sql/create_input_schemas.sql``).
+SCHEMAS_TABLE = "eastwest_input_schemas"
+
+
+def ensure_schema_table(url: str) -> None:
+    """Create the schema records' table if it is missing, committed on its own (so that writers
+    that record schemas in their own transactions never race to create it)."""
+    with arrowdb.connect(url, lock=SCHEMAS_TABLE) as conn:
+        if arrowdb.columns_of(conn, SCHEMAS_TABLE) is None:
+            cursor = conn.cursor()
+            cursor.execute(sql.library("create_input_schemas.sql"))
+            cursor.close()
+            conn.commit()
 
 
 def recorded_schema(url: str, dag_id: str, name: str) -> str | None:
     """The schema input ``name`` of ``dag_id`` had when it was last published, if any."""
     with arrowdb.connect(url) as conn:
-        ensure_schema_table(conn)
-        conn.commit()
+        if arrowdb.columns_of(conn, SCHEMAS_TABLE) is None:
+            return None
         cursor = arrowdb.execute(conn, url, sql.library("select_input_schema.sql"), {"dag_id": dag_id, "input": name})
         found = cursor.fetchall()
         cursor.close()
@@ -211,11 +222,10 @@ def recorded_schema(url: str, dag_id: str, name: str) -> str | None:
 
 
 def record_schemas(conn: Any, url: str, dag_id: str, schemas: dict[str, str]) -> None:
-    ensure_schema_table(conn)
+    """Record the inputs' schemas in the open transaction (the table exists: ``ensure_schema_table``)."""
     for name, text in schemas.items():
-        binds = {"dag_id": dag_id, "input": name}
-        arrowdb.execute(conn, url, sql.library("delete_input_schema.sql"), binds).close()
-        arrowdb.execute(conn, url, sql.library("insert_input_schema.sql"), {**binds, "schema_json": text}).close()
+        binds = {"dag_id": dag_id, "input": name, "schema_json": text}
+        arrowdb.execute(conn, url, sql.library("upsert_input_schema.sql"), binds).close()
 
 
 # -- compute usage ---------------------------------------------------------------------------------
@@ -232,7 +242,7 @@ def record_usage(url: str, row: dict[str, Any]) -> None:
     missing = [c for c in USAGE_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"a compute_usage row needs {', '.join(missing)}")
-    with arrowdb.connect(url) as conn:
+    with arrowdb.connect(url, lock="compute_usage") as conn:
         cursor = conn.cursor()
         cursor.execute(sql.library("create_compute_usage.sql"))
         cursor.close()
