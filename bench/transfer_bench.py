@@ -35,6 +35,7 @@ LABELS = {
 CASES = {
     "wan_200mbit_30ms": {"rate_mbit": 200, "rtt_ms": 30, "relay": True},
     "unshaped": {"rate_mbit": None, "rtt_ms": 0, "relay": False},
+    "hub_1gbit_20ms": {"rate_mbit": 1000, "rtt_ms": 20, "relay": True},
 }
 FIRST_DAY = date(2026, 11, 1)
 RESULT_NAME = "daily_kpis"
@@ -137,6 +138,14 @@ def reset_hub(hub_root: Path) -> None:
         (hub_root / sub).mkdir(parents=True)
 
 
+def hand_to_hub_user(hub_root: Path) -> None:
+    """What the bench put on the hub belongs to the hub's unprivileged user, as the hub's own files do."""
+    from eastwest_dev import localhubs
+
+    for sub in ("chunks", "scratch", "inbox", "outbox"):
+        subprocess.run(["chown", "-R", f"{localhubs.hub_user()}:", str(hub_root / sub)], check=True)
+
+
 # -- one method, in its own process ---------------------------------------------------------------------
 
 
@@ -146,11 +155,11 @@ def worker(method: str, data: Path, hub_root: Path, run_key: str, out: Path) -> 
     from eastwest.hub.transfer import TransferEngine
     from eastwest.west import wire
 
-    conn = json.loads(os.environ["AIRFLOW_CONN_BENCHHUB"])
+    conn = json.loads(os.environ["AIRFLOW_CONN_BENCHHUB_PLAIN"])  # the baselines' plain login
     started = time.monotonic()  # imports above are not part of a transfer
     extra: dict = {}
     if method == "stock_sftp_csv":
-        hook = SFTPHook(ssh_conn_id="benchhub")
+        hook = SFTPHook(ssh_conn_id="benchhub_plain")
         hook.store_file(str(hub_root / "inbox" / "readings.csv"), str(data / "readings.csv"))
         hook.retrieve_file(str(hub_root / "outbox" / f"{RESULT_NAME}.csv"), str(out / f"{RESULT_NAME}.csv"))
         wire_bytes = (data / "readings.csv").stat().st_size + (out / f"{RESULT_NAME}.csv").stat().st_size
@@ -257,12 +266,14 @@ def run_method(method: str, case: str, data: Path, link, info: dict) -> dict:
     reset_hub(hub_root)
     run_key = f"bench-{case}-{method}".replace("_", "-")
     place_results(data, hub_root, run_key)
+    hand_to_hub_user(hub_root)
     out = WORK / "out" / case / method
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     env = {
         **os.environ,
         "AIRFLOW_CONN_BENCHHUB": json.dumps(link.connection),
+        "AIRFLOW_CONN_BENCHHUB_PLAIN": json.dumps(link.baseline_connection),
         "EASTWEST_HUBS": "benchhub",
         "EASTWEST_DATA_DIR": str(WORK / "eastwest-data"),
     }
@@ -390,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case in args.cases.split(","):
         spec = CASES[case]
-        with WanLink("bench", index=9, state_dir=WORK / "hubs", west_python=str(WEST_PYTHON), **spec) as link:
+        with WanLink(
+            "bench", index=9, state_dir=WORK / "hubs", west_python=str(WEST_PYTHON), baseline_login=True, **spec
+        ) as link:
             for method in METHODS:
                 rows.append(run_method(method, case, data, link, info))
     if args.memory_gb:
@@ -401,7 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         for ext in ("csv", "parquet"):
             shutil.copy(data / f"{RESULT_NAME}.{ext}", big / f"{RESULT_NAME}.{ext}")
         with WanLink(
-            "bench", index=9, state_dir=WORK / "hubs", west_python=str(WEST_PYTHON), **CASES["unshaped"]
+            "bench",
+            index=9,
+            state_dir=WORK / "hubs",
+            west_python=str(WEST_PYTHON),
+            baseline_login=True,
+            **CASES["unshaped"],
         ) as link:
             row = run_method("eastwest_engine", "unshaped", big, link, big_info)
             row["case"] = f"memory_{args.memory_gb:g}gb_unshaped"

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import PROJECT_JOBS, ROOT, TEST_HOME, hub_connection, load_dag
-from eastwest.hub.hook import HubError, WestHubHook
+from eastwest.hub.hook import HostKeyMismatch, HubError, WestHubHook
 from eastwest.hub.transfer import TransferEngine
 from eastwest.west import bundle, protocol, wire
 
@@ -112,6 +112,47 @@ def test_known_hosts_entry_cannot_override_the_pin(hubs, monkeypatch, tmp_path) 
     with pytest.raises(HubError, match="host key does not match the pinned key"):
         with WestHubHook("west_guizhou").get_managed_conn():
             pass
+
+
+def test_the_openssh_data_path_refuses_a_wrong_key_whatever_the_users_ssh_set_up(
+    hubs, dataset, monkeypatch, tmp_path
+) -> None:
+    """Transfers run OpenSSH's client with only the pinned key: the user's known_hosts (holding the
+    hub's real key) and a config that turns checking off take no part, and nothing is sent."""
+    real = hub_connection("west_guizhou")
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{real['port']} {real['extra']['host_key']}\n")
+    (tmp_path / ".ssh" / "config").write_text("Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with_connection(
+        monkeypatch, "west_guizhou", extra={"host_key": hub_connection("west_ningxia")["extra"]["host_key"]}
+    )
+    store, manifest = dataset
+    engine = TransferEngine("west_guizhou")
+    with pytest.raises(HostKeyMismatch, match="host key does not match the pinned key in connection 'west_guizhou'"):
+        engine.push("wrong-key", "readings", store, manifest)
+    assert not (TEST_HOME / "hubs" / "west_guizhou" / "root" / "scratch" / "wrong-key").exists()
+
+
+def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path) -> None:
+    import tempfile
+
+    import psutil
+
+    def ours() -> list[str]:
+        found = []
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            if proc.info["name"] == "ssh" and "eastwest-ssh-west_gansu" in line:
+                found.append(line)
+        return found
+
+    store, manifest = dataset
+    engine = TransferEngine("west_gansu", streams=3)
+    engine.push("tidy", "readings", store, manifest)
+    engine.pull("tidy", "readings", wire.ChunkStore(tmp_path / "back"))
+    assert ours() == []
+    assert list(Path(tempfile.gettempdir()).glob("eastwest-ssh-west_gansu-*")) == []
 
 
 def test_job_monitor_pins_the_host_key_too(hubs, monkeypatch) -> None:

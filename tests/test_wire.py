@@ -111,6 +111,35 @@ def test_non_arrow_bytes_with_the_right_digest_fail_row_verification(tmp_path) -
         store.verify_dataset(fake)
 
 
+@pytest.mark.parametrize("batch_rows", [0, 1, 7, 10_000, 65_536])
+def test_row_counts_from_ipc_metadata_match_decoding(tmp_path, batch_rows) -> None:
+    """Rows are counted from the batches' metadata, nothing decompressed, and agree with decoding
+    (empty batches, dictionary batches, many batches per chunk)."""
+    t = table(150_000 if batch_rows > 1000 else 3_000)
+    batches = t.to_batches(max_chunksize=batch_rows) if batch_rows else [pa.RecordBatch.from_pylist([], t.schema)]
+    store = wire.ChunkStore(tmp_path / "store")
+    manifest = wire.write_chunks(batches, t.schema, store, target_raw_bytes=1 << 20)
+    for chunk in manifest.chunks:
+        decoded = sum(b.num_rows for b in wire.read_batches(store.path(chunk.sha256)))
+        assert wire.ipc_rows(store.path(chunk.sha256)) == decoded == chunk.rows
+    assert sum(c.rows for c in manifest.chunks) == (t.num_rows if batch_rows else 0)
+
+
+def test_commit_trusts_the_arrival_note_but_a_wrong_row_count_is_still_refused(tmp_path) -> None:
+    store, manifest = chunked(tmp_path, table())
+    for chunk in manifest.chunks:
+        assert store.count_rows(chunk.sha256) == wire.Manifest(chunk.sha256, chunk.bytes, chunk.rows)
+    store.verify_dataset(manifest, rehash=False)
+    first = manifest.chunks[0]
+    lying = wire.DatasetManifest((wire.Manifest(first.sha256, first.bytes, first.rows + 1), *manifest.chunks[1:]))
+    with pytest.raises(wire.VerificationError, match="rows"):
+        store.verify_dataset(lying, rehash=False)
+    store.rows_path(first.sha256).unlink()  # no note: hashed and counted now
+    store.path(first.sha256).write_bytes(b"x" * first.bytes)
+    with pytest.raises(wire.VerificationError, match="missing or damaged"):
+        store.verify_dataset(manifest, rehash=False)
+
+
 def test_framing() -> None:
     sha = "ab" * 32
     stream = io.BytesIO(protocol.frame_header(sha, 42) + b"x" * 42 + protocol.END)

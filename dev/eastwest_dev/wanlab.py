@@ -58,6 +58,7 @@ class WanLink:
         rate_mbit: float | None = None,
         rtt_ms: float = 0.0,
         relay: bool = True,
+        baseline_login: bool = False,
     ) -> None:
         if os.geteuid() != 0:
             raise WanLabError("the WAN emulation needs root (network namespaces and tc)")
@@ -79,6 +80,10 @@ class WanLink:
         self._relay: subprocess.Popen | None = None
         self._previous_sigterm: Any = signal.SIG_DFL
         self.connection: dict[str, Any] = {}
+        #: For benchmarks only: a second key with a plain login (no forced command), what the stock
+        #: SFTP and scp ways need; the engine's key stays locked to the runner.
+        self.baseline_login = baseline_login
+        self.baseline_connection: dict[str, Any] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -124,6 +129,15 @@ class WanLink:
         localhubs.grant_traverse(Path(self.west_python).parent, user)
         config = localhubs.write_config(self.hub, " ".join(Path(f"{key}.pub").read_text().split()[:2]), user)
         localhubs.deploy_runner(self.hub, self.west_python, user)
+        if self.baseline_login:
+            plain = self.state_dir / "baseline_client_ed25519"
+            localhubs._keygen(plain, "eastwest-bench-baseline")
+            authorized = self.hub.dir / "authorized_keys"
+            pub = " ".join(Path(f"{plain}.pub").read_text().split()[:2])
+            authorized.write_text(authorized.read_text() + f"{pub}\n")
+            lines = config.read_text().splitlines()
+            kept = [line for line in lines if not line.startswith("ForceCommand")]
+            config.write_text("\n".join([*kept, "Subsystem sftp internal-sftp"]) + "\n")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         _ns(self.ns, sshd, "-f", str(config), "-E", str(self.hub.dir / "sshd.log"))
         conn = localhubs.connection_for(self.hub, key, user)
@@ -159,6 +173,9 @@ class WanLink:
         if self.rate_mbit:
             conn["extra"]["eastwest_link_mbps"] = self.rate_mbit
         self.connection = conn
+        if self.baseline_login:
+            plain = str(self.state_dir / "baseline_client_ed25519")
+            self.baseline_connection = {**conn, "extra": {**conn["extra"], "key_file": plain}}
 
     def shape(self, rate_mbit: float) -> None:
         """Set (or change) the tbf rate on both ends of the link."""

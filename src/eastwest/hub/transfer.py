@@ -1,11 +1,14 @@
 """The transfer engine: the one path by which datasets move between the east and a western hub.
 
 A dataset is a list of content-addressed chunks (``eastwest.west.wire``). Shipping asks the hub which
-chunks it already holds intact, sends only the others over N parallel SSH connections, has the hub
+chunks it already holds intact, sends only the others over N parallel sessions, has the hub
 verify each chunk on arrival (a chunk that fails is sent again), and finally has the hub verify the
 assembled dataset (digests and row counts) before it gets its name. Fetching does the same in
 reverse. A retry after an interruption therefore sends only what is missing, and shipping identical
 data again sends nothing.
+
+Every command of one transfer runs over one OpenSSH connection to the hub (``eastwest.hub.openssh``:
+one handshake, encryption in C, the host key pinned), the N streams as sessions multiplexed on it.
 
 N comes from the link's bandwidth-delay product (connection extras ``eastwest_link_mbps`` and
 ``eastwest_rtt_ms``) or is set with ``eastwest_streams``; ``eastwest_rate_limit_mbps`` caps a shared
@@ -22,13 +25,13 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from eastwest.hub.hook import HubDiskFull, HubError, WestHubHook
+from eastwest.hub.openssh import OpenSshLink, Session, session_of
 from eastwest.settings import get_settings
 from eastwest.west import bundle, protocol, wire
 from eastwest.west.protocol import check_name
@@ -37,8 +40,6 @@ log = logging.getLogger(__name__)
 
 #: OpenSSH's per-channel window; one channel cannot carry more than this per round trip.
 CHANNEL_WINDOW = 2 << 20
-#: The receive window we advertise on channels that bring data east.
-RECEIVE_WINDOW = 16 << 20
 SLICE = 256 << 10
 DEFAULT_STREAMS = 4
 MAX_STREAMS = 16
@@ -216,18 +217,21 @@ class _Round:
 
 
 class _LimitedReader:
-    """A file-like reader that charges every byte read to a rate limiter and to progress."""
+    """A file-like reader that charges every byte read to a rate limiter, to progress and to the
+    session's idle watch."""
 
-    def __init__(self, source: IO[bytes], limiter: RateLimiter | None, progress: _Progress) -> None:
+    def __init__(self, source: IO[bytes], limiter: RateLimiter | None, progress: _Progress, session: Session) -> None:
         self._source = source
         self._limiter = limiter
         self._progress = progress
+        self._session = session
 
     def _charge(self, data: bytes) -> bytes:
         if data:
             if self._limiter:
                 self._limiter.acquire(len(data))
             self._progress.add(len(data))
+            self._session.progressed()
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -300,10 +304,8 @@ class TransferEngine:
         started = time.monotonic()
         metrics = self._metrics("push", run_key, name, manifest)
         unique = {c.sha256: c for c in manifest.chunks}
-        with self.control.get_managed_conn() as control:
-            out = self.control.run_checked(
-                control, [protocol.HAVE], stdin=json.dumps(list(unique)).encode(), what="have"
-            )
+        with OpenSshLink(self.control) as link:  # one handshake; every command below is a session over it
+            out = link.run([protocol.HAVE], stdin=json.dumps(list(unique)).encode(), what="have")
             present = set(json.loads(out))
             todo = [c for sha, c in unique.items() if sha not in present]
             metrics.chunks_skipped = len(unique) - len(todo)
@@ -325,12 +327,10 @@ class TransferEngine:
                 todo,
                 metrics,
                 f"ship {name} to {self.hub}",
-                lambda batch, state: self._put_round(batch, store, control, state),
+                lambda batch, state: self._put_round(batch, store, link, state),
             )
-        with self.control.get_managed_conn() as control:  # a fresh connection: the first may have dropped
-            self.control.run_checked(
-                control, [protocol.COMMIT, run_key, name], stdin=manifest.to_json().encode(), what=f"verifying {name}"
-            )
+            link.ensure()  # the link may have dropped during the rounds
+            link.run([protocol.COMMIT, run_key, name], stdin=manifest.to_json().encode(), what=f"verifying {name}")
         metrics.seconds = time.monotonic() - started
         return self._finish(metrics)
 
@@ -338,23 +338,14 @@ class TransferEngine:
         size = sum(c.bytes for c in todo)
         return max(1, min(self.streams, len(todo), math.ceil(size / MIN_BYTES_PER_STREAM)))
 
-    @contextmanager
-    def _connection(self, index: int, control: Any) -> Iterator[tuple[WestHubHook, Any]]:
-        """Stream 0 reuses the control connection (one handshake fewer); the others open their own."""
-        if index == 0 and control is not None and control.get_transport().is_active():
-            yield self.control, control
-            return
-        hook = WestHubHook(self.hub, idle_timeout=self.idle_timeout)
-        with hook.get_managed_conn() as client:
-            yield hook, client
-
-    def _put_round(self, todo: list[wire.Manifest], store: wire.ChunkStore, control: Any, state: _Round) -> None:
+    def _put_round(self, todo: list[wire.Manifest], store: wire.ChunkStore, link: OpenSshLink, state: _Round) -> None:
+        link.ensure()
         work: queue.Queue = queue.Queue()
         for chunk in sorted(todo, key=lambda c: -c.bytes):
             work.put(chunk)
         progress, limiter = state.progress, state.limiter
 
-        def send(channel: Any, replies: bytearray) -> bool:
+        def send(session: Session) -> bool:
             """Send chunks from the queue until it is empty (True) or the runner ended early (False)."""
             while True:
                 try:
@@ -363,56 +354,45 @@ class TransferEngine:
                     return True
                 state.started(chunk.sha256)
                 header = protocol.frame_header(chunk.sha256, chunk.bytes)
-                channel.sendall(header)
+                session.write(header)
                 progress.add(len(header))
                 remaining = chunk.bytes
                 with open(store.path(chunk.sha256), "rb") as f:
                     while remaining:
-                        if channel.exit_status_ready():  # it stopped reading (a full disk): sending is wasted
+                        if session.exited():  # it stopped reading (a full disk): sending is wasted
                             return False
                         piece = self._payload(f, chunk, min(SLICE, remaining))
                         if not piece:
                             raise HubError(f"local chunk {chunk.sha256[:12]} is shorter than its manifest")
                         if limiter:
                             limiter.acquire(len(piece))
-                        channel.sendall(piece)
+                        session.write(piece)
                         progress.add(len(piece))
                         remaining -= len(piece)
-                        while channel.recv_ready():
-                            replies.extend(channel.recv(1 << 16))
 
         def worker(index: int) -> None:
-            import paramiko
-
-            replies = bytearray()
-            channel = None
+            session = None
             try:
-                with self._connection(index, control) as (hook, client):
-                    channel = client.get_transport().open_session()
-                    channel.settimeout(hook.idle_timeout)
-                    channel.exec_command(hook.runner_command(protocol.PUT))
-                    try:
-                        complete = send(channel, replies)
-                    except (OSError, paramiko.SSHException):
-                        if not channel.exit_status_ready():
-                            raise
-                        complete = False  # the runner ended first: its exit status says why
-                    if complete:
-                        channel.sendall(protocol.END)
-                        channel.shutdown_write()
-                    code, out, err = hook.finish(channel, "put")
-                    if complete:
-                        progress.acknowledged()
-                    replies.extend(out)
-                    hook.check_exit(code, err, "put")
-                    if not complete:
-                        raise HubError(f"hub {self.hub!r}: put ended before every chunk was sent")
+                session = session_of(link, protocol.PUT, what="put")
+                try:
+                    complete = send(session)
+                except OSError:  # the runner (or the link) ended first: its exit status says why
+                    complete = False
+                if complete:
+                    session.write(protocol.END)
+                    session.close_input()
+                code = session.wait()
+                if complete:
+                    progress.acknowledged()
+                self.control.check_exit(code, session.error_text(), "put")
+                if not complete:
+                    raise HubError(f"hub {self.hub!r}: put ended before every chunk was sent")
             except Exception as exc:  # one broken stream must not stop the others
                 state.failed(exc)
             finally:
-                if channel is not None:
-                    channel.close()
-                for line in replies.decode("utf-8", "replace").splitlines():
+                if session is not None:
+                    session.kill()
+                for line in (session.out if session else b"").decode("utf-8", "replace").splitlines():
                     try:
                         reply = json.loads(line)
                     except json.JSONDecodeError:
@@ -458,10 +438,8 @@ class TransferEngine:
         check_name("run key", run_key)
         check_name("dataset", name)
         started = time.monotonic()
-        with self.control.get_managed_conn() as control:
-            out = self.control.run_checked(
-                control, [protocol.MANIFEST, run_key, name], what=f"reading the manifest of {name}"
-            )
+        with OpenSshLink(self.control) as link:
+            out = link.run([protocol.MANIFEST, run_key, name], what=f"reading the manifest of {name}")
             manifest = wire.DatasetManifest.from_json(out)
             metrics = self._metrics("pull", run_key, name, manifest)
             unique = {c.sha256: c for c in manifest.chunks}
@@ -471,8 +449,8 @@ class TransferEngine:
                 todo,
                 metrics,
                 f"fetch {name} from {self.hub}",
-                lambda batch, state: self._get_round(batch, store, control, state),
-                check=lambda undelivered, state: self._check_hub_copies(name, undelivered, state),
+                lambda batch, state: self._get_round(batch, store, link, state),
+                check=lambda undelivered, state: self._check_hub_copies(link, name, undelivered, state),
             )
         try:
             store.verify_dataset(manifest)
@@ -481,7 +459,8 @@ class TransferEngine:
         metrics.seconds = time.monotonic() - started
         return manifest, self._finish(metrics)
 
-    def _get_round(self, todo: list[wire.Manifest], store: wire.ChunkStore, control: Any, state: _Round) -> None:
+    def _get_round(self, todo: list[wire.Manifest], store: wire.ChunkStore, link: OpenSshLink, state: _Round) -> None:
+        link.ensure()
         streams = self._streams_for(todo)
         shares: list[list[wire.Manifest]] = [[] for _ in range(streams)]
         for i, chunk in enumerate(sorted(todo, key=lambda c: -c.bytes)):
@@ -490,41 +469,37 @@ class TransferEngine:
 
         def worker(index: int, share: list[wire.Manifest]) -> None:
             expected = {c.sha256: c.bytes for c in share}
-            channel = None
+            session = None
             try:
-                with self._connection(index, control) as (hook, client):
-                    window = RECEIVE_WINDOW if limiter is None else CHANNEL_WINDOW
-                    channel = client.get_transport().open_session(window_size=window)
-                    channel.settimeout(hook.idle_timeout)
-                    channel.exec_command(hook.runner_command(protocol.GET))
-                    channel.sendall(json.dumps(list(expected)).encode() + b"\n")
-                    channel.shutdown_write()
-                    source: Any = _LimitedReader(channel.makefile("rb"), limiter, state.progress)
-                    while (header := protocol.read_frame_header(source)) is not None:
-                        sha, size = header
-                        if expected.get(sha) != size:
-                            raise HubError(
-                                f"hub {self.hub!r} sent chunk {sha[:12]} ({size} bytes), which was not asked for"
-                            )
-                        state.started(sha)
-                        if store.receive(sha, size, source):
-                            state.arrived(sha)
-                        else:
-                            state.arrived_damaged(sha)
-                            log.warning("%s: chunk %s arrived damaged; it will be fetched again", self.hub, sha[:12])
-                    code, _, err = hook.finish(channel, "get")
-                    state.progress.acknowledged()
-                    hook.check_exit(code, err, "get")
+                session = session_of(link, protocol.GET, what="get", collect_stdout=False)
+                session.write(json.dumps(list(expected)).encode() + b"\n")
+                session.close_input()
+                source: Any = _LimitedReader(session.stdout, limiter, state.progress, session)
+                while (header := protocol.read_frame_header(source)) is not None:
+                    sha, size = header
+                    if expected.get(sha) != size:
+                        raise HubError(
+                            f"hub {self.hub!r} sent chunk {sha[:12]} ({size} bytes), which was not asked for"
+                        )
+                    state.started(sha)
+                    if store.receive(sha, size, source):
+                        state.arrived(sha)
+                    else:
+                        state.arrived_damaged(sha)
+                        log.warning("%s: chunk %s arrived damaged; it will be fetched again", self.hub, sha[:12])
+                code = session.wait()
+                state.progress.acknowledged()
+                self.control.check_exit(code, session.error_text(), "get")
             except Exception as exc:  # one broken stream must not stop the others
                 state.failed(exc)
             finally:
-                if channel is not None:
-                    channel.close()
+                if session is not None:
+                    session.kill()
 
         threads = [threading.Thread(target=worker, args=(i, share), daemon=True) for i, share in enumerate(shares)]
         self._join(threads, state.progress)
 
-    def _check_hub_copies(self, name: str, undelivered: list[wire.Manifest], state: _Round) -> None:
+    def _check_hub_copies(self, link: OpenSshLink, name: str, undelivered: list[wire.Manifest], state: _Round) -> None:
         """After a round in which chunks arrived damaged: fail at once if the hub's own copies are bad.
 
         The hub re-hashes those chunks (``have``) and removes a copy that no longer matches its
@@ -534,12 +509,9 @@ class TransferEngine:
         suspects = [c.sha256 for c in undelivered if c.sha256 in state.damaged]
         if not suspects:
             return
-        hook = WestHubHook(self.hub, idle_timeout=self.idle_timeout)
         try:
-            with hook.get_managed_conn() as client:
-                out = hook.run_checked(
-                    client, [protocol.HAVE], stdin=json.dumps(suspects).encode(), what=f"checking the hub's {name}"
-                )
+            link.ensure()
+            out = link.run([protocol.HAVE], stdin=json.dumps(suspects).encode(), what=f"checking the hub's {name}")
             present = set(json.loads(out))
         except (HubError, ValueError) as exc:  # the hub cannot be asked now: the next round tries again
             log.warning("%s: cannot check the hub's copy of %s (%s)", self.hub, name, exc)

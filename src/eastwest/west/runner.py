@@ -166,7 +166,7 @@ def cmd_put(args: argparse.Namespace) -> int:
             ok = chunks.receive(sha, size, source)
         except wire.VerificationError as exc:
             raise RunnerError(str(exc), EXIT_VERIFY) from exc
-        if ok:  # decode it now, while the link is busy, so the dataset check at commit is quick
+        if ok:  # its row count now (from IPC metadata), so that commit need not read it again
             ok = chunks.count_rows(sha) is not None
             if not ok:
                 chunks.path(sha).unlink(missing_ok=True)
@@ -191,7 +191,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
     try:
-        store(args.root).verify_dataset(manifest)
+        store(args.root).verify_dataset(manifest, rehash=False)  # have and put hashed every byte once
     except wire.VerificationError as exc:
         raise RunnerError(f"{failed} {exc}", EXIT_VERIFY) from exc
     wire.save_dataset_manifest(dataset_path(args.root, args.run, args.name), manifest)
