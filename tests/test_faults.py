@@ -298,7 +298,7 @@ def full_disk(path: Path, size: str, user: str) -> Iterator[None]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small file system over the hub's chunk store")
 def test_a_full_disk_on_the_hub_fails_the_transfer_saying_so_and_names_nothing(hubs, tmp_path) -> None:
     hub, run = "west_ningxia", f"faults-disk-{time.monotonic_ns()}"
-    store, manifest = readings(tmp_path, date(2026, 9, 2), machines=300)
+    store, manifest = readings(tmp_path, date(2026, 9, 2), machines=450)
     assert manifest.bytes > 2 << 20, manifest.bytes  # over twice the 1 MB the hub has
     chunks = hub_root(hub) / "chunks"
     started = time.monotonic()

@@ -186,7 +186,7 @@ def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_
 def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch) -> None:
     from eastwest_dev.wanlab import WanLink
 
-    store, manifest = readings(tmp_path, machines=1500, day=date(2026, 10, 5))  # ~15 MB on the wire
+    store, manifest = readings(tmp_path, machines=2400, day=date(2026, 10, 5))  # ~15 MB on the wire
     with WanLink(
         "captest", index=7, state_dir=TEST_HOME / "wan", west_python=str(WEST_PYTHON), rate_mbit=200, rtt_ms=20
     ) as link:
@@ -205,7 +205,7 @@ def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch
 def test_cut_link_mid_transfer_then_retry_sends_only_missing_chunks(tmp_path, monkeypatch) -> None:
     from eastwest_dev.wanlab import WanLink
 
-    store, manifest = readings(tmp_path, machines=400, day=date(2026, 10, 6))
+    store, manifest = readings(tmp_path, machines=800, day=date(2026, 10, 6))  # ~5 MB: 2.5 s at the cap
     with WanLink(
         "cuttest", index=8, state_dir=TEST_HOME / "wan", west_python=str(WEST_PYTHON), rate_mbit=100, rtt_ms=10
     ) as link:

@@ -140,6 +140,34 @@ def test_commit_trusts_the_arrival_note_but_a_wrong_row_count_is_still_refused(t
         store.verify_dataset(manifest, rehash=False)
 
 
+def test_floats_with_few_distinct_values_travel_as_dictionaries_and_come_back_bit_for_bit(tmp_path) -> None:
+    rows = 20_000
+    few = [round(20 + (i % 900) / 100, 2) for i in range(rows)]  # a temperature with two decimals
+    few[3], few[4], few[5] = -0.0, float("nan"), None
+    many = [i * 0.001 + 1e-9 * (i % 7) for i in range(rows)]  # nearly every value distinct
+    t = pa.table({"temp": pa.array(few, pa.float64()), "power": pa.array(many, pa.float64())})
+    store = wire.ChunkStore(tmp_path / "store")
+    manifest = wire.write_chunks(t.to_batches(max_chunksize=5_000), t.schema, store, target_raw_bytes=1 << 30)
+    assert len(manifest.chunks) == 1
+    on_wire = pa.ipc.open_stream(store.path(manifest.chunks[0].sha256).read_bytes()).schema
+    assert on_wire.field("temp").type == pa.dictionary(pa.int16(), pa.float64())
+    assert on_wire.field("power").type == pa.float64()
+    back = pa.Table.from_batches(list(store.batches(manifest)))
+    assert back.schema == t.schema
+    assert back["temp"].null_count == 1  # -0.0 and NaN keep their bits:
+    assert back["temp"].to_numpy(zero_copy_only=False).tobytes() == t["temp"].to_numpy(zero_copy_only=False).tobytes()
+
+
+def test_a_batch_whose_encoding_changes_starts_a_new_chunk(tmp_path) -> None:
+    few = pa.table({"v": pa.array([float(i % 10) for i in range(4_000)])})
+    many = pa.table({"v": pa.array([i / 7 for i in range(4_000)])})
+    store = wire.ChunkStore(tmp_path / "store")
+    batches = [*few.to_batches(), *many.to_batches(), *few.to_batches()]
+    manifest = wire.write_chunks(batches, few.schema, store, target_raw_bytes=1 << 30)
+    assert [c.rows for c in manifest.chunks] == [4_000, 4_000, 4_000]
+    assert pa.Table.from_batches(list(store.batches(manifest))).equals(pa.concat_tables([few, many, few]))
+
+
 def test_framing() -> None:
     sha = "ab" * 32
     stream = io.BytesIO(protocol.frame_header(sha, 42) + b"x" * 42 + protocol.END)

@@ -121,31 +121,46 @@ def write_options() -> Any:
     return pa.ipc.IpcWriteOptions(compression=pa.Codec(COMPRESSION, compression_level=COMPRESSION_LEVEL))
 
 
-def encode_schema(schema: Any) -> Any:
-    """The wire schema: string columns dictionary-encoded (halves telemetry on the wire)."""
-    import pyarrow as pa
+#: A float column travels dictionary-encoded (16-bit indices) when a batch of at least
+#: ``FLOAT_DICTIONARY_MIN_ROWS`` rows holds at most this share of distinct values, and at most
+#: 32,767 of them: readings with a few decimals (a temperature of 25.09) then take 2 bytes before
+#: compression instead of 8, as in Parquet's dictionary pages (measured in BENCHMARKS.md).
+FLOAT_DICTIONARY_SHARE = 0.25
+FLOAT_DICTIONARY_MIN_ROWS = 1024
+_INT16_MAX = (1 << 15) - 1
 
-    return pa.schema(
-        [
-            pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable, f.metadata)
-            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-            else f
-            for f in schema
-        ],
-        metadata=schema.metadata,
-    )
+
+def encode_schema(schema: Any, batch: Any = None) -> Any:
+    """The wire schema: string columns dictionary-encoded (halves telemetry on the wire), and,
+    judged on ``batch``, float columns with few distinct values (see ``FLOAT_DICTIONARY_SHARE``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def wire_field(i: int, f: Any) -> Any:
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            return pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable, f.metadata)
+        if batch is not None and pa.types.is_floating(f.type) and batch.num_rows >= FLOAT_DICTIONARY_MIN_ROWS:
+            distinct = pc.count_distinct(batch.column(i), mode="all").as_py()
+            if distinct <= min(_INT16_MAX, batch.num_rows * FLOAT_DICTIONARY_SHARE):
+                return pa.field(f.name, pa.dictionary(pa.int16(), f.type), f.nullable, f.metadata)
+        return f
+
+    return pa.schema([wire_field(i, f) for i, f in enumerate(schema)], metadata=schema.metadata)
 
 
 def encode_batch(batch: Any, wire_schema: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = [
-        pc.dictionary_encode(col)
-        if pa.types.is_dictionary(field.type) and not pa.types.is_dictionary(col.type)
-        else col
-        for col, field in zip(batch.columns, wire_schema, strict=True)
-    ]
+    def encoded(col: Any, field: Any) -> Any:
+        if not pa.types.is_dictionary(field.type) or pa.types.is_dictionary(col.type):
+            return col
+        found = pc.dictionary_encode(col)
+        if found.indices.type != field.type.index_type:
+            found = pa.DictionaryArray.from_arrays(found.indices.cast(field.type.index_type), found.dictionary)
+        return found
+
+    columns = [encoded(col, field) for col, field in zip(batch.columns, wire_schema, strict=True)]
     return pa.RecordBatch.from_arrays(columns, schema=wire_schema)
 
 
@@ -157,7 +172,8 @@ def decode_batch(batch: Any) -> Any:
         return batch
     columns = [col.dictionary_decode() if pa.types.is_dictionary(col.type) else col for col in batch.columns]
     fields = [
-        pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f for f in batch.schema
+        pa.field(f.name, f.type.value_type, f.nullable, f.metadata) if pa.types.is_dictionary(f.type) else f
+        for f in batch.schema
     ]
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
@@ -431,17 +447,19 @@ def write_chunks(
     """Write batches into ``store`` as chunks of about ``target_raw_bytes``; return the manifest.
 
     One chunk is open at a time, so memory holds one batch plus compression buffers whatever the
-    dataset size. Identical input gives identical chunks (zstd is deterministic).
+    dataset size. Identical input gives identical chunks (zstd is deterministic). Each batch's
+    wire schema (:func:`encode_schema`) is judged on the batch; a batch whose encoding differs
+    from its chunk's starts a new chunk.
     """
     import pyarrow as pa
 
     store.root.mkdir(parents=True, exist_ok=True)
     chunks: list[Manifest] = []
     options = write_options()
-    wire_schema = encode_schema(schema)
     state: dict[str, Any] = {}
 
     def close() -> None:
+        state.pop("schema")
         writer, sink, handle, partial = (
             state.pop("writer"),
             state.pop("sink"),
@@ -456,6 +474,9 @@ def write_chunks(
 
     try:
         for batch in batches:
+            wire_schema = encode_schema(schema, batch)
+            if "writer" in state and not wire_schema.equals(state["schema"]):
+                close()
             if "writer" not in state:
                 partial = temp_path(store.root / "chunk")
                 handle = open(partial, "wb")
@@ -466,6 +487,7 @@ def write_chunks(
                     sink=sink,
                     rows=0,
                     raw=0,
+                    schema=wire_schema,
                     writer=pa.ipc.new_stream(sink, wire_schema, options=options),
                 )
             state["writer"].write_batch(encode_batch(batch, wire_schema))
