@@ -449,3 +449,53 @@ def test_cleanup_keeps_recent_chunks_and_collects_old_unreferenced_ones(tmp_path
         os.utime(path, (old, old))
     assert runner(hub, "cleanup", "r1", "--keep-hours", "24").returncode == 0
     assert list((hub / "chunks").rglob("*.arrows")) == []
+
+
+def run_in_process(root: Path, run: str, job: str, jobs_root: Path) -> wire.DatasetManifest:
+    """The runner's job step in this process (so a test can shrink the group size)."""
+    import argparse
+
+    from eastwest.west import runner as west_runner
+
+    west_runner._run_job(argparse.Namespace(root=root, run=run, job=job, bundle="b" * 64), jobs_root)
+    return wire.load_dataset_manifest(west_runner.dataset_path(root, run, job))
+
+
+def test_a_job_declaring_partition_by_runs_group_by_group_with_the_same_result(tmp_path, monkeypatch, capsys) -> None:
+    """daily_kpis declares PARTITION_BY = ("machine_id",): over the group size the hub runs it
+    machine group by machine group (memory flat in the input's size), with the same rows."""
+    from eastwest.west import runner as west_runner
+
+    east, manifest = telemetry_day(tmp_path, machines=40)
+    results = {}
+    for mode, limit in (("whole", 1 << 40), ("groups", manifest.raw_bytes // 5)):
+        root = tmp_path / mode
+        hub = wire.ChunkStore(root / "chunks")
+        for chunk in manifest.chunks:
+            assert hub.receive(chunk.sha256, chunk.bytes, open(east.path(chunk.sha256), "rb"))
+        wire.save_dataset_manifest(west_runner.dataset_path(root, "r", "readings"), manifest)
+        monkeypatch.setattr(west_runner, "PARTITION_RAW_BYTES", limit)
+        out = run_in_process(root, "r", "daily_kpis", ROOT / "include")
+        results[mode] = pa.Table.from_batches(list(hub.batches(out))).sort_by(
+            [("day", "ascending"), ("machine_id", "ascending")]
+        )
+        assert not (root / "scratch" / "r" / "daily_kpis.groups").exists()  # the spill is gone
+    assert "input readings verified: 57600 rows, run in 6 groups of machine_id" in capsys.readouterr().err
+    assert results["groups"].num_rows == 40
+    assert results["groups"].equals(results["whole"])
+
+
+def test_partition_by_is_checked_when_the_job_is_read(tmp_path) -> None:
+    from eastwest.west import jobs
+
+    (tmp_path / "two.py").write_text(
+        'INPUTS = ("a", "b")\nPARTITION_BY = ("k",)\ndef transform(a, b, params):\n    return a\n'
+    )
+    (tmp_path / "bad.py").write_text(
+        'INPUTS = ("a",)\nPARTITION_BY = ("k; rm",)\ndef transform(a, params):\n    return a\n'
+    )
+    with pytest.raises(jobs.JobError, match="PARTITION_BY needs exactly one input"):
+        jobs.read_spec(tmp_path, "two")
+    with pytest.raises(jobs.JobError, match="PARTITION_BY must be a tuple of column names"):
+        jobs.read_spec(tmp_path, "bad")
+    assert jobs.read_spec(ROOT / "include" / "jobs", "daily_kpis").partition_by == ("machine_id",)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import polars as pl
 
 INPUTS = ("readings",)
+#: One machine's readings never meet another's, so a hub may run a large input machine group by
+#: machine group (its memory then stays flat whatever the number of days).
+PARTITION_BY = ("machine_id",)
 
 #: The only parameters this job accepts (JSON-schema literals; the hub checks them before it runs).
 PARAMS = {

@@ -15,6 +15,14 @@ A job is a module ``<name>.py`` in a project's jobs package (``include/jobs/``) 
 ``transform(**frames, params) -> LazyFrame``
     pure: no I/O, no clock.
 
+and may declare
+
+``PARTITION_BY``
+    a tuple of column names of its one input such that rows with different values of them never
+    meet in the job (``daily_kpis``: one machine's readings never meet another's). A hub then
+    runs the job group by group of those values when the input is large, so its memory stays flat
+    whatever the input's size; the result is the groups' results one after the other.
+
 ``INPUTS`` and ``PARAMS`` must be literals: the east reads them from the source file without
 importing it (:func:`read_spec`), so a DAG file can check a declaration in milliseconds and the
 hub can check parameters before any job code runs. Standard library only.
@@ -62,6 +70,7 @@ class JobSpec:
     inputs: tuple[str, ...]
     params: dict[str, dict[str, Any]]
     doc: str = ""
+    partition_by: tuple[str, ...] = ()
 
     def defaults(self) -> dict[str, Any]:
         return {k: v.get("default") for k, v in self.params.items() if "default" in v}
@@ -95,7 +104,11 @@ def read_spec(jobs_dir: Path, name: str) -> JobSpec:
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                if isinstance(target, ast.Name) and target.id in ("INPUTS", "PARAMS") and node.value is not None:
+                if (
+                    isinstance(target, ast.Name)
+                    and target.id in ("INPUTS", "PARAMS", "PARTITION_BY")
+                    and node.value is not None
+                ):
                     try:
                         found[target.id] = ast.literal_eval(node.value)
                     except ValueError as exc:
@@ -134,7 +147,17 @@ def read_spec(jobs_dir: Path, name: str) -> JobSpec:
             raise JobError(f"job {name}: PARAMS[{key!r}] may declare only format {FORMATS[0]!r}, on strings")
         if "default" in schema:
             check_value(name, key, schema, schema["default"])
-    return JobSpec(name=name, inputs=tuple(inputs), params=params, doc=ast.get_docstring(tree) or "")
+    partition_by = found.get("PARTITION_BY", ())
+    if not isinstance(partition_by, tuple | list) or not all(
+        isinstance(c, str) and is_safe_name(c) for c in partition_by
+    ):
+        raise JobError(f"job {name}: PARTITION_BY must be a tuple of column names")
+    if partition_by and len(inputs) != 1:
+        raise JobError(f"job {name}: PARTITION_BY needs exactly one input; it has {len(inputs)}")
+    return JobSpec(
+        name=name, inputs=tuple(inputs), params=params, doc=ast.get_docstring(tree) or "",
+        partition_by=tuple(partition_by),
+    )  # fmt: skip
 
 
 def _fail(job: str, key: str, message: str) -> JobError:

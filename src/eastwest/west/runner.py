@@ -33,6 +33,7 @@ appear in messages only as short excerpts.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -348,10 +350,14 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
     params = _params(spec, raw, "stored parameters")
     chunks = store(args.root)
     frames = {}
+    grouped: tuple[str, wire.DatasetManifest] | None = None
     for name in spec.inputs:
         manifest = _dataset(args.root, args.run, name, "input")
         if not manifest.chunks:  # committed before empty datasets were refused
             raise RunnerError(f"input {name} is an empty dataset (no chunks, no schema); ship it again", EXIT_VERIFY)
+        if spec.partition_by and manifest.raw_bytes > PARTITION_RAW_BYTES:
+            grouped = (name, manifest)  # read group by group below, never whole
+            continue
         try:
             frame = pl.from_arrow(pa.Table.from_batches(list(chunks.batches(manifest))))
         except wire.VerificationError as exc:
@@ -371,20 +377,37 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
 
     started = time.monotonic()
     log("running job %s of bundle %s on run %s", args.job, args.bundle[:12], args.run)
+    spill = rdir / f"{args.job}.groups"
     try:
         job = jobs.load_module(jobs_dir, args.job)
-        result = job.transform(**frames, params=params).collect()
+        if grouped is None:
+            results: Iterator[Any] = iter([job.transform(**frames, params=params).collect()])
+        else:
+            parts = _spill_groups(chunks, *grouped, spec.partition_by, spill)
+            results = (job.transform(**{grouped[0]: part.lazy()}, params=params).collect() for part in parts)
+        first = next(results)
+        schema = first.to_arrow().schema
+        produced = {"rows": 0}
+
+        def batches() -> Iterator[Any]:
+            for result in itertools.chain([first], results):
+                produced["rows"] += result.height
+                yield from result.to_arrow().cast(schema).to_batches(max_chunksize=65536)
+
+        manifest = wire.write_chunks(batches(), schema, chunks)
     except jobs.JobError as exc:
         raise RunnerError(f"refused: {exc}", EXIT_USAGE) from exc
+    except RunnerError:
+        raise
     except Exception as exc:  # the job's own code: say what and where in one line
         raise RunnerError(_job_failure(args.job, jobs_dir, exc), EXIT_JOB) from exc
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     compute_seconds = time.monotonic() - started
-    log("job %s produced %s rows in %.2fs", args.job, result.height, compute_seconds)
+    log("job %s produced %s rows in %.2fs", args.job, produced["rows"], compute_seconds)
 
-    table = result.to_arrow()
-    manifest = wire.write_chunks(table.to_batches(max_chunksize=65536), table.schema, chunks)
     if not manifest.chunks:  # an empty result still carries its schema east
-        manifest = wire.write_chunks([pa.RecordBatch.from_pylist([], schema=table.schema)], table.schema, chunks)
+        manifest = wire.write_chunks([pa.RecordBatch.from_pylist([], schema=schema)], schema, chunks)
     wire.save_dataset_manifest(dataset_path(args.root, args.run, args.job), manifest)
     metrics = {"compute_seconds": round(compute_seconds, 3), "bundle": args.bundle}
     (rdir / f"{args.job}.metrics.json").write_text(json.dumps(metrics))
@@ -397,6 +420,58 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
         manifest.sha256[:12],
     )
     return 0
+
+
+#: A job that declares ``PARTITION_BY`` runs group by group when its input is larger than this (raw
+#: Arrow bytes): groups of about this size (1M telemetry readings), so the hub's memory for the job
+#: stays near 0.5 GB whatever the input's size. Measured in BENCHMARKS.md ("Hub memory").
+PARTITION_RAW_BYTES = 64 << 20
+
+
+def _spill_groups(
+    chunks: wire.ChunkStore, name: str, manifest: wire.DatasetManifest, keys: tuple[str, ...], spill: Path
+) -> Iterator[Any]:
+    """Split input ``name`` into groups of about ``PARTITION_RAW_BYTES`` by a hash of ``keys`` (rows
+    with the same keys land in one group), spilled to the run's directory as lz4 Arrow streams;
+    yield each group as a DataFrame, one at a time. The input is verified as it is read."""
+    import polars as pl
+    import pyarrow as pa
+
+    groups = max(2, math.ceil(manifest.raw_bytes / PARTITION_RAW_BYTES))
+    shutil.rmtree(spill, ignore_errors=True)
+    spill.mkdir(parents=True)
+    writers: dict[int, Any] = {}
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    rows = 0
+    try:
+        for batch in chunks.batches(manifest):
+            rows += batch.num_rows
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            missing = [k for k in keys if k not in frame.columns]
+            if missing:
+                raise RunnerError(f"input {name} has no column {missing[0]!r}, which PARTITION_BY names", EXIT_JOB)
+            bucket = (pl.struct(list(keys)).hash(seed=0) % groups).alias("__group")
+            for (group,), part in (
+                frame.with_columns(bucket).partition_by("__group", as_dict=True, include_key=False).items()
+            ):
+                table = part.to_arrow()
+                if group not in writers:
+                    writers[group] = pa.ipc.new_stream(str(spill / f"{group}.arrows"), table.schema, options=options)
+                writers[group].write_table(table)
+    except wire.VerificationError as exc:
+        raise RunnerError(f"input {name} failed verification on disk ({exc}); ship it again", EXIT_VERIFY) from exc
+    finally:
+        for writer in writers.values():
+            writer.close()
+    if rows != manifest.rows:
+        raise RunnerError(f"input {name} does not have the {manifest.rows} rows its manifest says", EXIT_VERIFY)
+    log("input %s verified: %s rows, run in %s groups of %s", name, rows, len(writers), ", ".join(keys))
+    for group in sorted(writers):
+        path = spill / f"{group}.arrows"
+        part = pl.read_ipc_stream(path)
+        path.unlink()
+        yield part
 
 
 def _job_failure(job: str, jobs_dir: Path, exc: BaseException) -> str:
