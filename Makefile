@@ -120,10 +120,16 @@ test: system-deps browser-deps venv west-venv lint ## run every test (real sshd 
 clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)
 	rm -rf .local
 
-.PHONY: bench bench-placement bench-model
+.PHONY: bench bench-transfer bench-placement bench-model bench-hub-memory
 bench: system-deps venv west-venv ## both benchmarks on emulated WAN links, one after the other (root; writes bench/)
 	$(PY) bench/transfer_bench.py $(BENCH_ARGS)
 	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)
+
+bench-transfer: system-deps venv west-venv ## stock SFTP vs scp vs the engine on three links (root; ≈6 min with data generation)
+	$(PY) bench/transfer_bench.py $(BENCH_ARGS)
+
+bench-hub-memory: venv west-venv ## daily_kpis on a hub at 1, 10, 31 and 50 days: whole input vs machine groups (≈5 min, 14 GB RAM)
+	$(PY) bench/hub_memory_bench.py $(HUB_MEMORY_ARGS)
 
 bench-placement: system-deps venv west-venv ## placement over four emulated hubs (root; ≈11 min; PLACEMENT_ARGS=--quick for a smaller day)
 	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)

@@ -134,6 +134,19 @@ def test_the_openssh_data_path_refuses_a_wrong_key_whatever_the_users_ssh_set_up
     assert not (TEST_HOME / "hubs" / "west_guizhou" / "root" / "scratch" / "wrong-key").exists()
 
 
+def test_a_connection_holding_its_key_as_private_key_transfers_too(hubs, dataset, monkeypatch, tmp_path) -> None:
+    """OpenSSH needs a key file: the key is written for the login only (0600, in the link's private
+    directory) and removed before any data moves."""
+    real = hub_connection("west_ningxia")
+    key_text = Path(real["extra"]["key_file"]).read_text()
+    with_connection(monkeypatch, "west_ningxia", extra={"key_file": None, "private_key": key_text})
+    store, manifest = dataset
+    metrics = TransferEngine("west_ningxia").push("inline-key", "readings", store, manifest)
+    assert metrics.rows == manifest.rows
+    back, _ = TransferEngine("west_ningxia").pull("inline-key", "readings", wire.ChunkStore(tmp_path / "back"))
+    assert back == manifest
+
+
 def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path) -> None:
     import tempfile
 

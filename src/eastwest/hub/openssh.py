@@ -75,17 +75,29 @@ class OpenSshLink:
         key = self.hook.host_key
         assert key is not None  # WestHubHook refuses connections without a pin
         (self._dir / "known_hosts").write_text(f"{self.alias} {key.get_name()} {key.get_base64()}\n")
+        if (
+            self.hook.extras.get("private_key")
+            and not self.hook.key_file
+            and self.hook.extras.get("private_key_passphrase")
+        ):
+            raise HubError(
+                f"hub {self.hub!r}: its connection's private_key has a passphrase, which OpenSSH cannot be given "
+                "here; use an unencrypted key_file readable only by this user"
+            )
+
+    def _write_identity(self) -> Path | None:
+        """The connection's private_key as a file for the master's login (None with a key_file);
+        removed as soon as the master has logged in: sessions over it need no key."""
         private = self.hook.extras.get("private_key")
-        if private and not self.hook.key_file:
-            if self.hook.extras.get("private_key_passphrase"):
-                raise HubError(
-                    f"hub {self.hub!r}: its connection's private_key has a passphrase, which OpenSSH cannot be given "
-                    "here; use an unencrypted key_file readable only by this user"
-                )
-            identity = self._dir / "identity"
-            fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(private.strip() + "\n")
+        if not private or self.hook.key_file:
+            return None
+        assert self._dir is not None
+        identity = self._dir / "identity"
+        identity.unlink(missing_ok=True)
+        fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(private.strip() + "\n")
+        return identity
 
     @property
     def alias(self) -> str:
@@ -95,9 +107,8 @@ class OpenSshLink:
         assert self._dir is not None
         if self.hook.key_file:
             return str(Path(self.hook.key_file).expanduser())
-        identity = self._dir / "identity"
-        if identity.exists():
-            return str(identity)
+        if self.hook.extras.get("private_key"):
+            return str(self._dir / "identity")
         raise HubError(f"hub {self.hub!r}: its connection names no key (key_file or private_key extra)")
 
     def _options(self) -> list[str]:
@@ -143,7 +154,12 @@ class OpenSshLink:
         ]  # fmt: skip
         attempts = max(1, int(self.hook.conn_retry_attempts or 1))
         for attempt in range(1, attempts + 1):
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
+            identity = self._write_identity()
+            try:
+                done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
+            finally:
+                if identity is not None:
+                    identity.unlink(missing_ok=True)
             if done.returncode == 0:
                 return
             err = done.stderr.decode("utf-8", "replace").strip()
