@@ -58,6 +58,13 @@ def batches(days: int, machines: int):
         yield from telemetry.generate_day(FIRST_DAY + timedelta(days=d), machines)
 
 
+def wire_fingerprint() -> str:
+    """Chunks written by another version of the wire format are written again."""
+    import hashlib
+
+    return hashlib.sha256((ROOT / "src" / "eastwest" / "west" / "wire.py").read_bytes()).hexdigest()[:16]
+
+
 def prepare(raw_gb: float, directory: Path, formats: tuple[str, ...]) -> dict:
     """Write the dataset as engine chunks (and CSV/Parquet for the baselines), once per size."""
     import pyarrow.csv as pacsv
@@ -70,7 +77,12 @@ def prepare(raw_gb: float, directory: Path, formats: tuple[str, ...]) -> dict:
     info_path = directory / "info.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
-        if info["days"] == days and info["machines"] == machines and set(formats) <= set(info["formats"]):
+        if (
+            info["days"] == days
+            and info["machines"] == machines
+            and set(formats) <= set(info["formats"])
+            and info.get("wire") == wire_fingerprint()
+        ):
             return info
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
@@ -85,6 +97,7 @@ def prepare(raw_gb: float, directory: Path, formats: tuple[str, ...]) -> dict:
         "raw_bytes": manifest.raw_bytes,
         "chunk_bytes": manifest.bytes,
         "formats": list(formats),
+        "wire": wire_fingerprint(),
     }
     if "csv" in formats:
         with pacsv.CSVWriter(directory / "readings.csv", schema) as writer:

@@ -108,6 +108,16 @@ def fresh_pg_database(name: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_warehouse(request, tmp_path) -> Iterator[str]:
+    """A warehouse holding no tables yet, on SQLite and on PostgreSQL (a database of its own)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    with fresh_pg_database("eastwest_test_empty_warehouse") as pg:
+        yield pg
+
+
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database for the session (east source and warehouse), dropped at the end."""

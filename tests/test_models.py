@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from conftest import ROOT, fresh_pg_database
+from conftest import ROOT
 from eastwest import ModelInput, ModelTarget, SqlInput, Target, Workload, WorkloadError
 from eastwest.east import arrowdb, models, sources
 from eastwest.east.plan import scheduled_plan, utc_start
@@ -35,13 +35,9 @@ def trained(onnx: bytes, mape: float, *, baseline: float = 0.2, champion: str | 
 REGISTER = {"name": "energy_forecast", "hub": "west_gansu", "dag_id": "train", "run_key": "k", "bundle": "b" * 64}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
-    with fresh_pg_database("eastwest_test_models") as pg:
-        yield pg
+@pytest.fixture
+def url(empty_warehouse):
+    return empty_warehouse
 
 
 def test_the_gate_promotes_only_what_beats_the_baseline_and_the_champion() -> None:

@@ -9,7 +9,6 @@ from datetime import date, timedelta
 import pyarrow as pa
 import pytest
 
-from conftest import fresh_pg_database
 from eastwest import Target
 from eastwest.east import arrowdb, warehouse
 from eastwest.east.warehouse import Partition, PublishError
@@ -127,16 +126,6 @@ def test_a_failed_ingest_rolls_back_the_delete(url) -> None:
     assert len(warehouse.partition_rows(url, KPIS, NIGHTLY_D1)) == 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path):
-    """A warehouse holding none of the tables yet."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
-    with fresh_pg_database("eastwest_test_concurrent") as pg:
-        yield pg
-
-
 def at_once(count: int, work) -> list:
     """Run ``work(i)`` for i < count on as many threads, started together."""
     start = threading.Barrier(count)
@@ -149,7 +138,7 @@ def at_once(count: int, work) -> list:
         return list(pool.map(one, range(count)))
 
 
-def test_eight_runs_publishing_at_once_into_an_empty_warehouse_all_succeed_first_time(empty_url) -> None:
+def test_eight_runs_publishing_at_once_into_an_empty_warehouse_all_succeed_first_time(empty_warehouse) -> None:
     """As eight analyst runs of one DAG finishing together: the target, the schema records and the
     usage table are all created by whichever comes first, and no publish fails on another's."""
     days = [D1 + timedelta(days=i) for i in range(8)]
@@ -157,16 +146,22 @@ def test_eight_runs_publishing_at_once_into_an_empty_warehouse_all_succeed_first
     def run(i: int) -> warehouse.PublishOutcome:
         day = days[i]
         outcome = warehouse.publish(
-            empty_url, KPIS, Partition("analyst-x", day, day + timedelta(days=1)), rows(day.isoformat(), 40),
+            empty_warehouse, KPIS, Partition("analyst-x", day, day + timedelta(days=1)), rows(day.isoformat(), 40),
             "west_gansu", schema_records={"readings": f'{{"run": {i}}}'}, dag_id="analyst",
         )  # fmt: skip
         usage = {c: 0 for c in warehouse.USAGE_COLUMNS}
-        warehouse.record_usage(empty_url, {**usage, "dag_id": "analyst", "run_id": f"run{i}", "hub": "west_gansu"})
+        warehouse.record_usage(
+            empty_warehouse, {**usage, "dag_id": "analyst", "run_id": f"run{i}", "hub": "west_gansu"}
+        )
         return outcome
 
     outcomes = at_once(8, run)
     assert [o.rows_after for o in outcomes] == [40] * 8 and all(o.changed for o in outcomes)
     for day in days:
-        assert len(warehouse.partition_rows(empty_url, KPIS, Partition("analyst-x", day, day + timedelta(1)))) == 40
-    assert warehouse.recorded_schema(empty_url, "analyst", "readings") in {f'{{"run": {i}}}' for i in range(8)}
-    assert sorted(r["run_id"] for r in warehouse.usage_rows(empty_url, "analyst")) == [f"run{i}" for i in range(8)]
+        assert (
+            len(warehouse.partition_rows(empty_warehouse, KPIS, Partition("analyst-x", day, day + timedelta(1)))) == 40
+        )
+    assert warehouse.recorded_schema(empty_warehouse, "analyst", "readings") in {f'{{"run": {i}}}' for i in range(8)}
+    assert sorted(r["run_id"] for r in warehouse.usage_rows(empty_warehouse, "analyst")) == [
+        f"run{i}" for i in range(8)
+    ]
