@@ -350,7 +350,8 @@ def seed(east: East, runs: list[Run], placed: dict[date, str]) -> None:
             run = next(r for r in runs if r.day == day and r.dag_id == NIGHTLY)
             ctx, plan = east.ctx[NIGHTLY], east.plan(run)
             manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, "readings"))
-            TransferEngine(hub).push(f"seed-{day:%Y%m%d}", "readings", ctx.store(plan), manifest)
+            with TransferEngine(hub) as engine:
+                engine.push(f"seed-{day:%Y%m%d}", "readings", ctx.store(plan), manifest)
 
     with ThreadPoolExecutor(max_workers=len(HUBS)) as pool:
         list(pool.map(ship, sorted(set(placed.values()))))

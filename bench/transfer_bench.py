@@ -202,10 +202,11 @@ def worker(method: str, data: Path, hub_root: Path, run_key: str, out: Path) -> 
         )
         wire_bytes = (data / "readings.parquet").stat().st_size + (out / f"{RESULT_NAME}.parquet").stat().st_size
     else:
-        engine = TransferEngine("benchhub")
         manifest = wire.load_dataset_manifest(data / "readings.dataset.json")
-        pushed = engine.push(run_key, "readings", wire.ChunkStore(data / "chunks"), manifest)
-        _, pulled = engine.pull(run_key, RESULT_NAME, wire.ChunkStore(out / "result"))
+        with TransferEngine("benchhub") as engine:  # ship and fetch are two tasks: two connections, as scp's two
+            pushed = engine.push(run_key, "readings", wire.ChunkStore(data / "chunks"), manifest)
+        with TransferEngine("benchhub") as engine:
+            _, pulled = engine.pull(run_key, RESULT_NAME, wire.ChunkStore(out / "result"))
         wire_bytes = pushed.wire_bytes + pulled.wire_bytes
         extra = {
             "streams": pushed.streams,

@@ -161,9 +161,11 @@ def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path
         return found
 
     store, manifest = dataset
-    engine = TransferEngine("west_gansu", streams=3)
-    engine.push("tidy", "readings", store, manifest)
-    engine.pull("tidy", "readings", wire.ChunkStore(tmp_path / "back"))
+    with TransferEngine("west_gansu", streams=3) as engine:  # one connection for both
+        engine.push("tidy", "readings", store, manifest)
+        masters = ours()
+        engine.pull("tidy", "readings", wire.ChunkStore(tmp_path / "back"))
+        assert ours() == masters and len(masters) == 1, masters  # the pull reused the push's connection
     assert ours() == []
     assert list(Path(tempfile.gettempdir()).glob("eastwest-ssh-west_gansu-*")) == []
 

@@ -196,12 +196,12 @@ def ship_to(ctx: RunContext, plan: Plan, hub: str) -> dict[str, Any]:
     from eastwest.east import placing
     from eastwest.hub.transfer import TransferEngine
 
-    engine = TransferEngine(hub)
-    digest = engine.push_bundle(plan.run_key, ctx.project.jobs_dir, ctx.store(plan))
-    transfers = []
-    for item in ctx.workload.inputs:
-        manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, item.name))
-        transfers.append(engine.push(plan.run_key, item.name, ctx.store(plan), manifest).to_dict())
+    with TransferEngine(hub) as engine:  # one connection for the bundle and every input
+        digest = engine.push_bundle(plan.run_key, ctx.project.jobs_dir, ctx.store(plan))
+        transfers = []
+        for item in ctx.workload.inputs:
+            manifest = wire.load_dataset_manifest(ctx.manifest_path(plan, item.name))
+            transfers.append(engine.push(plan.run_key, item.name, ctx.store(plan), manifest).to_dict())
     total = _combine(transfers)
     placing.mark(ctx, plan, "received", hub, total["wire_bytes"])
     placing.mark(ctx, plan, "shipped", hub, digest)
@@ -234,7 +234,8 @@ def fetch(ctx: RunContext, plan: Plan) -> dict[str, Any]:
         record = placing.load(ctx, plan) or {"shipped": {}, "computed": {plan.hub: True}}
         if hub not in record["computed"]:
             _compute_here(ctx, plan, hub, record)
-        manifest, metrics = TransferEngine(hub).pull(plan.run_key, plan.job, ctx.store(plan))
+        with TransferEngine(hub) as engine:
+            manifest, metrics = engine.pull(plan.run_key, plan.job, ctx.store(plan))
         wire.save_dataset_manifest(ctx.manifest_path(plan, plan.job), manifest)
         placing.mark(ctx, plan, "fetched", hub, metrics.wire_bytes)
         hook = WestHubHook(hub)

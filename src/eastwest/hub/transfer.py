@@ -18,6 +18,7 @@ saved under ``<data dir>/transfers/<hub>/`` for reports and later runs.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -25,7 +26,8 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -271,6 +273,33 @@ class TransferEngine:
         limit = rate_limit_mbps if rate_limit_mbps is not None else extras.get("eastwest_rate_limit_mbps")
         self.rate_limit_mbps = float(limit) if limit else None
         self.max_rounds = max_rounds
+        self._open: OpenSshLink | None = None
+
+    def __enter__(self) -> TransferEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _linked(self) -> Iterator[OpenSshLink]:
+        """The engine's OpenSSH connection to the hub: opened on first use and kept for the engine's
+        later transfers (a bundle and every input of a run cost one handshake); :meth:`close` ends it."""
+        if self._open is None:
+            link = OpenSshLink(self.control)
+            link.__enter__()
+            atexit.register(link.close)  # a caller that forgets close() leaves no master behind
+            self._open = link
+        else:
+            self._open.ensure()
+        yield self._open
+
+    def close(self) -> None:
+        """Close the engine's connection to the hub (a later transfer opens a new one)."""
+        if self._open is not None:
+            atexit.unregister(self._open.close)
+            self._open.close()
+            self._open = None
 
     def _limiter(self) -> RateLimiter | None:
         """The hub's limiter, shared by every transfer to that hub in this process."""
@@ -304,7 +333,7 @@ class TransferEngine:
         started = time.monotonic()
         metrics = self._metrics("push", run_key, name, manifest)
         unique = {c.sha256: c for c in manifest.chunks}
-        with OpenSshLink(self.control) as link:  # one handshake; every command below is a session over it
+        with self._linked() as link:  # every command below is a session over the engine's one connection
             out = link.run([protocol.HAVE], stdin=json.dumps(list(unique)).encode(), what="have")
             present = set(json.loads(out))
             todo = [c for sha, c in unique.items() if sha not in present]
@@ -438,7 +467,7 @@ class TransferEngine:
         check_name("run key", run_key)
         check_name("dataset", name)
         started = time.monotonic()
-        with OpenSshLink(self.control) as link:
+        with self._linked() as link:
             out = link.run([protocol.MANIFEST, run_key, name], what=f"reading the manifest of {name}")
             manifest = wire.DatasetManifest.from_json(out)
             metrics = self._metrics("pull", run_key, name, manifest)
