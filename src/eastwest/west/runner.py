@@ -424,7 +424,8 @@ def _run_job(args: argparse.Namespace, directory: Path) -> int:
 
 #: A job that declares ``PARTITION_BY`` runs group by group when its input is larger than this (raw
 #: Arrow bytes): groups of about this size (1M telemetry readings), so the hub's memory for the job
-#: stays near 0.5 GB whatever the input's size. Measured in BENCHMARKS.md ("Hub memory").
+#: stays under 1 GB whatever the input's size (0.69 GB at 10M readings, 0.85 GB at 50M; measured in
+#: BENCHMARKS.md, "Hub memory").
 PARTITION_RAW_BYTES = 64 << 20
 
 
