@@ -130,38 +130,28 @@ FLOAT_DICTIONARY_MIN_ROWS = 1024
 _INT16_MAX = (1 << 15) - 1
 
 
-def encode_schema(schema: Any, batch: Any = None) -> Any:
-    """The wire schema: string columns dictionary-encoded (halves telemetry on the wire), and,
-    judged on ``batch``, float columns with few distinct values (see ``FLOAT_DICTIONARY_SHARE``)."""
+def encode_batch(batch: Any, schema: Any) -> Any:
+    """The batch as it travels, one pass over each column: string columns dictionary-encoded (halves
+    telemetry on the wire), and float columns whose batch of at least ``FLOAT_DICTIONARY_MIN_ROWS``
+    rows holds few distinct values (see ``FLOAT_DICTIONARY_SHARE``) as ``dictionary<int16>``. The
+    result's schema is the batch's wire schema; fields keep their names, nullability and metadata."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def wire_field(i: int, f: Any) -> Any:
-        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
-            return pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable, f.metadata)
-        if batch is not None and pa.types.is_floating(f.type) and batch.num_rows >= FLOAT_DICTIONARY_MIN_ROWS:
-            distinct = pc.count_distinct(batch.column(i), mode="all").as_py()
+    columns, fields = [], []
+    for col, field in zip(batch.columns, schema, strict=True):
+        if pa.types.is_dictionary(col.type):
+            pass  # already a dictionary: travels as it is
+        elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            col = pc.dictionary_encode(col)
+        elif pa.types.is_floating(field.type) and batch.num_rows >= FLOAT_DICTIONARY_MIN_ROWS:
+            found = pc.dictionary_encode(col)
+            distinct = len(found.dictionary) + (1 if found.null_count else 0)  # nulls count as a value
             if distinct <= min(_INT16_MAX, batch.num_rows * FLOAT_DICTIONARY_SHARE):
-                return pa.field(f.name, pa.dictionary(pa.int16(), f.type), f.nullable, f.metadata)
-        return f
-
-    return pa.schema([wire_field(i, f) for i, f in enumerate(schema)], metadata=schema.metadata)
-
-
-def encode_batch(batch: Any, wire_schema: Any) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def encoded(col: Any, field: Any) -> Any:
-        if not pa.types.is_dictionary(field.type) or pa.types.is_dictionary(col.type):
-            return col
-        found = pc.dictionary_encode(col)
-        if found.indices.type != field.type.index_type:
-            found = pa.DictionaryArray.from_arrays(found.indices.cast(field.type.index_type), found.dictionary)
-        return found
-
-    columns = [encoded(col, field) for col, field in zip(batch.columns, wire_schema, strict=True)]
-    return pa.RecordBatch.from_arrays(columns, schema=wire_schema)
+                col = pa.DictionaryArray.from_arrays(found.indices.cast(pa.int16()), found.dictionary)
+        columns.append(col)
+        fields.append(pa.field(field.name, col.type, field.nullable, field.metadata))
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def decode_batch(batch: Any) -> Any:
@@ -448,7 +438,7 @@ def write_chunks(
 
     One chunk is open at a time, so memory holds one batch plus compression buffers whatever the
     dataset size. Identical input gives identical chunks (zstd is deterministic). Each batch's
-    wire schema (:func:`encode_schema`) is judged on the batch; a batch whose encoding differs
+    wire encoding (:func:`encode_batch`) is judged on the batch; a batch whose encoding differs
     from its chunk's starts a new chunk.
     """
     import pyarrow as pa
@@ -474,7 +464,8 @@ def write_chunks(
 
     try:
         for batch in batches:
-            wire_schema = encode_schema(schema, batch)
+            encoded = encode_batch(batch, schema)
+            wire_schema = encoded.schema
             if "writer" in state and not wire_schema.equals(state["schema"]):
                 close()
             if "writer" not in state:
@@ -490,7 +481,7 @@ def write_chunks(
                     schema=wire_schema,
                     writer=pa.ipc.new_stream(sink, wire_schema, options=options),
                 )
-            state["writer"].write_batch(encode_batch(batch, wire_schema))
+            state["writer"].write_batch(encoded)
             state["rows"] += batch.num_rows
             state["raw"] += batch.nbytes
             if state["raw"] >= target_raw_bytes:
