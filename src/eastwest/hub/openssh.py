@@ -183,10 +183,14 @@ class OpenSshLink:
 
     def alive(self) -> bool:
         """Whether the master connection still runs (``ssh -O check``)."""
+        return self._control("check")
+
+    def _control(self, operation: str) -> bool:
+        """Ask the master to ``check`` or ``exit`` (``ssh -O``); whether it answered. False without one."""
         if self._dir is None or not (self._dir / "master").exists():
             return False
         done = subprocess.run(
-            [ssh_binary(), "-F", "/dev/null", "-o", f"ControlPath={self._dir / 'master'}", "-O", "check",
+            [ssh_binary(), "-F", "/dev/null", "-o", f"ControlPath={self._dir / 'master'}", "-O", operation,
              *self._target()],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False,
         )  # fmt: skip
@@ -204,12 +208,7 @@ class OpenSshLink:
         """Close the master (its sessions end with it) and remove the link's files."""
         if self._dir is None:
             return
-        if (self._dir / "master").exists():
-            subprocess.run(
-                [ssh_binary(), "-F", "/dev/null", "-o", f"ControlPath={self._dir / 'master'}", "-O", "exit",
-                 *self._target()],
-                stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False,
-            )  # fmt: skip
+        self._control("exit")
         shutil.rmtree(self._dir, ignore_errors=True)
         self._dir = None
 
