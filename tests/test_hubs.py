@@ -167,6 +167,14 @@ def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path
         engine.pull("tidy", "readings", wire.ChunkStore(tmp_path / "back"))
         assert ours() == masters and len(masters) == 1, masters  # the pull reused the push's connection
     assert ours() == []
+    other = pa.table({"id": pa.array(range(300_000), pa.int64()), "v": pa.array([i * 0.25 for i in range(300_000)])})
+    fresh = wire.write_chunks(other.to_batches(max_chunksize=50_000), other.schema, store, target_raw_bytes=1 << 20)
+    first = fresh.chunks[0]
+    store.path(first.sha256).write_bytes(store.path(first.sha256).read_bytes()[:10])  # a local chunk cut short
+    failing = TransferEngine("west_gansu", streams=1, max_rounds=1)
+    with pytest.raises(HubError, match="could not be delivered"):
+        failing.push("tidy-failed", "readings", store, fresh)
+    assert ours() == []  # a failed transfer closed its connection at once: nothing it queued flows on
     assert list(Path(tempfile.gettempdir()).glob("eastwest-ssh-west_gansu-*")) == []
 
 

@@ -284,7 +284,8 @@ class TransferEngine:
     @contextmanager
     def _linked(self) -> Iterator[OpenSshLink]:
         """The engine's OpenSSH connection to the hub: opened on first use and kept for the engine's
-        later transfers (a bundle and every input of a run cost one handshake); :meth:`close` ends it."""
+        later transfers (a bundle and every input of a run cost one handshake); :meth:`close` ends it.
+        A transfer that fails closes it too, so nothing it queued keeps flowing to the hub afterwards."""
         if self._open is None:
             link = OpenSshLink(self.control)
             link.__enter__()
@@ -292,7 +293,11 @@ class TransferEngine:
             self._open = link
         else:
             self._open.ensure()
-        yield self._open
+        try:
+            yield self._open
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Close the engine's connection to the hub (a later transfer opens a new one)."""
