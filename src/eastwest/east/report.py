@@ -123,6 +123,7 @@ def summarize(ctx: RunContext, plan: Plan, steps: dict[str, dict[str, Any] | Non
             "transfer_seconds": ship_m.get("seconds"),
             "transfer_streams": ship_m.get("streams"),
             "wire_mb_sent": round(ship_m.get("wire_bytes", 0) / 1e6, 2) if ship_m else None,
+            "wire_mb_received": round(fetch_m.get("wire_bytes", 0) / 1e6, 2) if fetch_m else None,
             "chunks_skipped": ship_m.get("chunks_skipped"),
             "chunks_resent": ship_m.get("chunks_resent"),
             "remote_compute_seconds": fetch_m.get("compute_seconds"),
