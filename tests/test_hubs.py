@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -176,6 +177,71 @@ def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path
         failing.push("tidy-failed", "readings", store, fresh)
     assert ours() == []  # a failed transfer closed its connection at once: nothing it queued flows on
     assert list(Path(tempfile.gettempdir()).glob("eastwest-ssh-west_gansu-*")) == []
+
+
+def logins(hub: str) -> int:
+    """Logins the hub's sshd has accepted so far (each one a full handshake)."""
+    return (TEST_HOME / "hubs" / hub / "sshd.log").read_text().count("Accepted publickey")
+
+
+def test_short_commands_share_one_connection_and_a_changed_pin_never_reuses_it(hubs, monkeypatch) -> None:
+    """A run's probe, status and clean-up commands go over one lingering master: one handshake for
+    all of them. The master is found by everything the connection pins, so a connection whose host
+    key changed gets no free ride on it and is refused."""
+    hook = WestHubHook("west_ningxia")
+    hook.probe()  # starts (or finds) the shared master
+    before = logins("west_ningxia")
+    for _ in range(5):
+        assert WestHubHook("west_ningxia").job_status("shared-master", "daily_kpis")["state"] == "missing"
+    WestHubHook("west_ningxia").cleanup("shared-master")
+    assert logins("west_ningxia") == before  # six commands, no new login
+    with_connection(
+        monkeypatch, "west_ningxia", extra={"host_key": hub_connection("west_guizhou")["extra"]["host_key"]}
+    )
+    with pytest.raises(HostKeyMismatch, match="host key does not match the pinned key in connection 'west_ningxia'"):
+        WestHubHook("west_ningxia").job_status("shared-master", "daily_kpis")
+
+
+def test_a_lost_shared_connection_is_replaced_and_the_command_still_answers(hubs) -> None:
+    import psutil
+
+    hook = WestHubHook("west_ningxia")
+    hook.probe()
+    for proc in psutil.process_iter(["name", "cmdline"]):  # the link drops: the master dies under us
+        line = " ".join(proc.info["cmdline"] or [])
+        if (
+            proc.info["name"] == "ssh"
+            and "ControlMaster=yes" in line
+            and "eastwest-ssh-" in line
+            and f"-p {hub_connection('west_ningxia')['port']} " in line
+        ):
+            proc.kill()
+    before = logins("west_ningxia")
+    assert WestHubHook("west_ningxia").job_status("shared-master", "daily_kpis")["state"] == "missing"
+    assert logins("west_ningxia") == before + 1  # one new handshake, then shared again
+    WestHubHook("west_ningxia").job_status("shared-master", "daily_kpis")
+    assert logins("west_ningxia") == before + 1
+
+
+def test_the_shared_connections_directory_must_be_private(hubs, monkeypatch) -> None:
+    import os
+    import tempfile
+
+    runtime = Path(tempfile.mkdtemp(dir="/tmp"))  # short: a control socket's path has a length limit
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    opened = runtime / f"eastwest-ssh-{os.getuid()}"
+    opened.mkdir(mode=0o755)
+    opened.chmod(0o755)  # others could reach the control socket and use our login
+    with pytest.raises(HubError, match="closed to others"):
+        WestHubHook("west_ningxia").job_status("shared-master", "daily_kpis")
+    opened.chmod(0o700)
+    assert WestHubHook("west_ningxia").job_status("shared-master", "daily_kpis")["state"] == "missing"
+    assert (opened.stat().st_mode & 0o777) == 0o700
+    WestHubHook("west_ningxia").call(["probe"])  # the master lingers …
+    master = next(opened.iterdir()) / "master"
+    assert master.is_socket() and (master.parent.stat().st_mode & 0o777) == 0o700
+    subprocess.run(["ssh", "-o", f"ControlPath={master}", "-O", "exit", "x"], capture_output=True, check=False)
+    shutil.rmtree(runtime)
 
 
 def test_job_monitor_pins_the_host_key_too(hubs, monkeypatch) -> None:

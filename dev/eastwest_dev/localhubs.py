@@ -362,12 +362,24 @@ def up(state_dir: Path, port_base: int, west_python: str, names: tuple[str, ...]
 
 
 def down(state_dir: Path, port_base: int, names: tuple[str, ...] = DEFAULT_HUBS) -> list[str]:
-    """Stop every running hub; return the names stopped."""
+    """Stop every running hub, with the sessions its sshd serves (as a hub that went away would:
+    a client's lingering master connection must not outlive it); return the names stopped."""
+    import psutil
+
     stopped = []
     for hub in hubs_for(state_dir, port_base, names):
         pid = hub.pid()
         if pid is None:
             continue
+        try:
+            sessions = psutil.Process(pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            sessions = []
+        for session in sessions:
+            try:
+                session.terminate()
+            except psutil.NoSuchProcess:
+                pass
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
             if hub.pid() is None:

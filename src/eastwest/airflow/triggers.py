@@ -81,34 +81,31 @@ class WestJobTrigger(BaseTrigger):
         watch = JobWatch(self.hub, self.run_key, self.job, self.log_offset)
         failing_since: float | None = None
         failures = polls = 0
-        try:
-            while True:
-                if self.deadline is not None and time.time() > self.deadline:
-                    yield self._event("timeout", "the job ran past its timeout", None, watch)
+        while True:
+            if self.deadline is not None and time.time() > self.deadline:
+                yield self._event("timeout", "the job ran past its timeout", None, watch)
+                return
+            try:
+                status, output = await asyncio.to_thread(watch.poll)
+            except HostKeyMismatch as exc:  # not a flaky link: never retried
+                yield self._event("error", str(exc), None, watch)
+                return
+            except Exception as exc:
+                failures += 1
+                failing_since = failing_since or time.monotonic()
+                waited = time.monotonic() - failing_since
+                if waited > self.lost_after:
+                    yield self._event("lost", f"hub {self.hub} unreachable for {waited:.0f}s: {exc}", None, watch)
                     return
-                try:
-                    status, output = await asyncio.to_thread(watch.poll)
-                except HostKeyMismatch as exc:  # not a flaky link: never retried
-                    yield self._event("error", str(exc), None, watch)
-                    return
-                except Exception as exc:
-                    failures += 1
-                    failing_since = failing_since or time.monotonic()
-                    waited = time.monotonic() - failing_since
-                    if waited > self.lost_after:
-                        yield self._event("lost", f"hub {self.hub} unreachable for {waited:.0f}s: {exc}", None, watch)
-                        return
-                    self.log.warning("cannot reach hub %s to watch job %s (%s); retrying", self.hub, self.job, exc)
-                    await asyncio.sleep(min(self.poll_interval * 2**failures, 30.0))
-                    continue
-                failing_since, failures = None, 0
-                for line in output.decode("utf-8", "replace").splitlines():
-                    self.log.info("[%s] %s", self.hub, line)
-                self.log_offset = watch.offset
-                if status["state"] != jobctl.RUNNING:
-                    yield self._event(status["state"], str(status.get("message", "")), status.get("exit_code"), watch)
-                    return
-                polls += 1
-                await asyncio.sleep(poll_delay(polls, self.poll_interval))
-        finally:
-            watch.close()
+                self.log.warning("cannot reach hub %s to watch job %s (%s); retrying", self.hub, self.job, exc)
+                await asyncio.sleep(min(self.poll_interval * 2**failures, 30.0))
+                continue
+            failing_since, failures = None, 0
+            for line in output.decode("utf-8", "replace").splitlines():
+                self.log.info("[%s] %s", self.hub, line)
+            self.log_offset = watch.offset
+            if status["state"] != jobctl.RUNNING:
+                yield self._event(status["state"], str(status.get("message", "")), status.get("exit_code"), watch)
+                return
+            polls += 1
+            await asyncio.sleep(poll_delay(polls, self.poll_interval))

@@ -193,6 +193,13 @@ class WestHubHook(SSHHook):
                 time.sleep(0.005)
         return channel.recv_exit_status(), bytes(stdout), stderr.decode("utf-8", "replace")
 
+    def call(self, args: list[str], *, stdin: bytes = b"", what: str = "") -> bytes:
+        """Run one runner command over the hub's shared OpenSSH connection (one handshake for the
+        many short commands of a run; see :func:`eastwest.hub.openssh.command`)."""
+        from eastwest.hub import openssh
+
+        return openssh.command(self, args, stdin=stdin, what=what or args[0])
+
     def check_exit(self, code: int, stderr: str, what: str) -> None:
         """Log the runner's stderr; raise :class:`HubError` with its end if it exited non-zero."""
         for line in stderr.splitlines():
@@ -211,54 +218,39 @@ class WestHubHook(SSHHook):
     def install_bundle(self, run_key: str, digest: str) -> None:
         """Have the hub unpack the job bundle shipped as the run's bundle dataset (idempotent)."""
         args = [protocol.INSTALL_BUNDLE, check_name("run key", run_key), protocol.BUNDLE_DATASET, "--digest", digest]
-        with self.get_managed_conn() as client:
-            self.run_checked(client, args, what=f"installing job bundle {digest[:12]}")
+        self.call(args, what=f"installing job bundle {digest[:12]}")
 
     def put_params(self, run_key: str, job: str, params: dict[str, Any], bundle: str) -> None:
         """Store a job's parameters on the hub as JSON (sent on stdin, never in the command line)."""
         args = [protocol.PARAMS, check_name("run key", run_key), check_name("job", job), "--bundle", bundle]
-        with self.get_managed_conn() as client:
-            self.run_checked(
-                client, args, stdin=json.dumps(params).encode(), what=f"storing parameters for job {job!r}"
-            )
+        self.call(args, stdin=json.dumps(params).encode(), what=f"storing parameters for job {job!r}")
 
     def job_metrics(self, run_key: str, job: str) -> dict[str, Any]:
         """The runner's metrics of a finished job (``JOB.metrics.json``; see :meth:`job_usage` for its CPU)."""
         args = [protocol.METRICS, check_name("run key", run_key), check_name("job", job)]
-        with self.get_managed_conn() as client:
-            return json.loads(self.run_checked(client, args, what="reading job metrics") or b"{}")
+        return json.loads(self.call(args, what="reading job metrics") or b"{}")
 
     def cleanup(self, run_key: str) -> None:
         """Remove the run's scratch directory on the hub and chunks nobody used for a day."""
         keep = str(float(self.extras.get("eastwest_chunk_retention_hours", 24)))
-        with self.get_managed_conn() as client:
-            self.run_checked(
-                client, [protocol.CLEANUP, check_name("run key", run_key), "--keep-hours", keep], what="cleaning up"
-            )
+        self.call([protocol.CLEANUP, check_name("run key", run_key), "--keep-hours", keep], what="cleaning up")
 
     # -- detached jobs (eastwest.west.jobctl) ------------------------------------------------------
 
     def submit_job(self, run_key: str, job: str, bundle: str) -> dict[str, Any]:
         """Start job ``job`` of ``bundle`` for the run, detached on the hub; a running one is kept."""
         args = [jobctl.SUBMIT, check_name("run key", run_key), check_name("job", job), "--bundle", bundle]
-        with self.get_managed_conn() as client:
-            return json.loads(self.run_checked(client, args, what=f"submitting job {job!r}"))
+        return json.loads(self.call(args, what=f"submitting job {job!r}"))
 
-    def job_status(self, run_key: str, job: str, client: Any = None) -> dict[str, Any]:
+    def job_status(self, run_key: str, job: str) -> dict[str, Any]:
         """The job's state (``running``, ``succeeded``, ``failed``, ``missing``), exit code and message."""
         args = [jobctl.STATUS, check_name("run key", run_key), check_name("job", job)]
-        if client is not None:
-            return json.loads(self.run_checked(client, args, what="reading the job's status"))
-        with self.get_managed_conn() as opened:
-            return json.loads(self.run_checked(opened, args, what="reading the job's status"))
+        return json.loads(self.call(args, what="reading the job's status"))
 
-    def job_log(self, run_key: str, job: str, offset: int = 0, client: Any = None) -> bytes:
+    def job_log(self, run_key: str, job: str, offset: int = 0) -> bytes:
         """The job's output from byte ``offset`` (at most ``jobctl.LOG_CHUNK`` bytes)."""
         args = [jobctl.LOG, check_name("run key", run_key), check_name("job", job), "--offset", str(int(offset))]
-        if client is not None:
-            return self.run_checked(client, args, what="reading the job's log")
-        with self.get_managed_conn() as opened:
-            return self.run_checked(opened, args, what="reading the job's log")
+        return self.call(args, what="reading the job's log")
 
     def job_log_tail(self, run_key: str, job: str, max_bytes: int = 4000) -> str:
         """The end of the job's output, for error messages."""
@@ -286,8 +278,7 @@ class WestHubHook(SSHHook):
         self.conn_timeout = self.banner_timeout = self.auth_timeout = timeout  # type: ignore[assignment]
         self.conn_retry_attempts, self.idle_timeout = 1, timeout
         try:
-            with self.get_managed_conn() as client:
-                answer = self.run_checked(client, [jobctl.PROBE], what="probe")
+            answer = self.call([jobctl.PROBE], what="probe")
         finally:
             (self.conn_timeout, self.banner_timeout, self.auth_timeout, self.conn_retry_attempts, self.idle_timeout) = (
                 saved
@@ -306,5 +297,4 @@ class WestHubHook(SSHHook):
     def kill_job(self, run_key: str, job: str) -> None:
         """Kill the job's whole process group on the hub (SIGTERM, then SIGKILL)."""
         args = [jobctl.KILL, check_name("run key", run_key), check_name("job", job)]
-        with self.get_managed_conn() as client:
-            self.run_checked(client, args, what=f"killing job {job!r}")
+        self.call(args, what=f"killing job {job!r}")

@@ -22,41 +22,29 @@ def poll_delay(polls: int, interval: float) -> float:
 
 
 class JobWatch:
-    """One connection to a hub, polling one job: the part the trigger and the sync path share."""
+    """Polling one job on a hub: the part the trigger and the sync path share. Each poll is one or
+    two commands over the hub's shared connection (no handshake after the first)."""
 
     def __init__(self, hub: str, run_key: str, job: str, offset: int = 0) -> None:
         self.hub, self.run_key, self.job, self.offset = hub, run_key, job, offset
         self._hook: Any = None
-        self._client: Any = None
 
     def poll(self) -> tuple[dict[str, Any], bytes]:
         """The job's status and its output since the last poll; raises if the hub cannot be reached."""
-        try:
-            if self._client is None:
-                from eastwest.hub.hook import WestHubHook  # SSH loads only when a job is watched
+        if self._hook is None:
+            from eastwest.hub.hook import WestHubHook  # SSH loads only when a job is watched
 
-                self._hook = self._hook or WestHubHook(self.hub)
-                self._client = self._hook.connect()
-            status = self._hook.job_status(self.run_key, self.job, client=self._client)
-            output = bytearray()
-            size = int(status.get("log_size") or 0)
-            while self.offset < size:  # to the end, so a finished job's last lines are never lost
-                chunk = self._hook.job_log(self.run_key, self.job, self.offset, client=self._client)
-                if not chunk:
-                    break
-                output.extend(chunk)
-                self.offset += len(chunk)
-            return status, bytes(output)
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            finally:
-                self._client = None
+            self._hook = WestHubHook(self.hub)
+        status = self._hook.job_status(self.run_key, self.job)
+        output = bytearray()
+        size = int(status.get("log_size") or 0)
+        while self.offset < size:  # to the end, so a finished job's last lines are never lost
+            chunk = self._hook.job_log(self.run_key, self.job, self.offset)
+            if not chunk:
+                break
+            output.extend(chunk)
+            self.offset += len(chunk)
+        return status, bytes(output)
 
 
 def watch(
@@ -72,33 +60,30 @@ def watch(
     the hub, ``error`` on a host key mismatch. Each output line goes to ``emit``."""
     failing_since = None
     polls = 0
-    try:
-        while True:
-            if deadline is not None and time.time() > deadline:
-                return {"status": "timeout", "message": "the job ran past its timeout"}
-            try:
-                status, output = job.poll()
-            except HostKeyMismatch as exc:
-                return {"status": "error", "message": str(exc)}
-            except HubError as exc:
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > lost_after:
-                    return {"status": "lost", "message": str(exc)}
-                time.sleep(poll_interval)
-                continue
-            failing_since = None
-            for line in output.decode("utf-8", "replace").splitlines():
-                emit(f"[{job.hub}] {line}")
-            if status["state"] != jobctl.RUNNING:
-                return {
-                    "status": status["state"],
-                    "message": status.get("message"),
-                    "exit_code": status.get("exit_code"),
-                }
-            polls += 1
-            time.sleep(poll_delay(polls, poll_interval))
-    finally:
-        job.close()
+    while True:
+        if deadline is not None and time.time() > deadline:
+            return {"status": "timeout", "message": "the job ran past its timeout"}
+        try:
+            status, output = job.poll()
+        except HostKeyMismatch as exc:
+            return {"status": "error", "message": str(exc)}
+        except HubError as exc:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > lost_after:
+                return {"status": "lost", "message": str(exc)}
+            time.sleep(poll_interval)
+            continue
+        failing_since = None
+        for line in output.decode("utf-8", "replace").splitlines():
+            emit(f"[{job.hub}] {line}")
+        if status["state"] != jobctl.RUNNING:
+            return {
+                "status": status["state"],
+                "message": status.get("message"),
+                "exit_code": status.get("exit_code"),
+            }
+        polls += 1
+        time.sleep(poll_delay(polls, poll_interval))
 
 
 def submit(hub: str, run_key: str, job: str, bundle: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,14 +10,25 @@ The pin is kept, and nothing of the user's SSH set-up takes part: ``ssh`` gets n
 host key (``StrictHostKeyChecking=yes``, host key algorithms limited to the pinned key's type), the
 connection's own key and no agent. A hub that offers another key is refused before anything is
 sent. Requests stay the runner's command with its ``shlex``-quoted words; values travel on stdin.
+
+The hub's short commands (probe, parameters, submit, status, metrics, clean-up) go through
+:func:`command`: one master per hub and connection settings, shared by the tasks of this user on
+this machine and kept for ``MASTER_LINGER`` seconds after its last session, so a run's dozen
+commands pay one handshake instead of a dozen. Its socket lives in a directory only this user can
+enter, named after everything the connection pins (address, login, key, host key): a changed
+connection never reuses an old master.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import logging
 import math
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -238,6 +249,67 @@ class OpenSshLink:
         return bytes(session.out)
 
 
+def _private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user may enter (created if missing; refused if not)."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise HubError(
+            f"{path} must be a directory owned by this user and closed to others (mode 0700); remove it and retry"
+        )
+    return path
+
+
+class SharedLink(OpenSshLink):
+    """The hub's master connection shared by this user's tasks: found if it runs, started if not,
+    and left running for ``MASTER_LINGER`` idle seconds when the block ends."""
+
+    def _pins(self) -> str:
+        hook, key = self.hook, self.hook.host_key
+        assert key is not None
+        private = hook.extras.get("private_key") or ""
+        pinned = [hook.remote_host, hook.port or 22, hook.username, key.get_name(), key.get_base64(),
+                  str(hook.key_file or ""), hashlib.sha256(private.encode()).hexdigest()]  # fmt: skip
+        return hashlib.sha256(json.dumps(pinned).encode()).hexdigest()[:16]
+
+    def __enter__(self) -> SharedLink:
+        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+        self._dir = _private_dir(_private_dir(base / f"eastwest-ssh-{os.getuid()}") / self._pins())
+        with open(self._dir / "lock", "a") as lock:  # one task starts the master; the others wait and use it
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.alive():
+                (self._dir / "master").unlink(missing_ok=True)
+                self._write_files()
+                self._start_master()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._dir = None  # the master lingers for the next command
+
+    def discard(self) -> None:
+        """Stop a master that failed a command (the next command starts a fresh one)."""
+        if self._dir is not None:
+            self._control("exit")
+            (self._dir / "master").unlink(missing_ok=True)
+
+
+def command(hook: WestHubHook, args: list[str], *, stdin: bytes = b"", what: str = "") -> bytes:
+    """Run one runner command over the hub's shared master; its stdout, or :class:`HubError`.
+
+    A master that lost its link is replaced once and the command sent again: every runner command
+    is idempotent (a submit keeps a running job, a put of parameters replaces them).
+    """
+    for attempt in (1, 2):
+        with SharedLink(hook) as link:
+            try:
+                return link.run(args, stdin=stdin, what=what)
+            except HubError:
+                if attempt == 2 or link.alive():
+                    raise  # the runner's own failure, or the link failed twice
+                link.discard()
+    raise AssertionError("unreachable")
+
+
 class Session:
     """One runner command over a link: stdout and stderr are drained by threads, and a session
     with no progress either way for the link's idle timeout is killed (a dead link fails the
@@ -328,4 +400,4 @@ def session_of(link: OpenSshLink, *args: str, what: str, collect_stdout: bool = 
     return Session(link, link.popen(*args), what, collect_stdout=collect_stdout)
 
 
-__all__ = ["OpenSshLink", "Session", "session_of", "ssh_binary"]
+__all__ = ["OpenSshLink", "Session", "SharedLink", "command", "session_of", "ssh_binary"]

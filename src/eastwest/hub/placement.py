@@ -191,16 +191,15 @@ def survey_hub(
         hook = WestHubHook(hub, idle_timeout=timeout)
         hook.conn_timeout = hook.banner_timeout = hook.auth_timeout = timeout  # type: ignore[assignment]
         hook.conn_retry_attempts = 1
-        with hook.get_managed_conn() as client:
-            if cached is None:
-                status = json.loads(hook.run_checked(client, [jobctl.PROBE], what="probe"))
-                _remember(path, True, None, status)
-            else:
-                status = cached["status"]
-            present: set[str] = set()
-            if chunks:
-                stdin = json.dumps(list(chunks)).encode()
-                present = set(json.loads(hook.run_checked(client, [protocol.HAVE, "--stored"], stdin=stdin)))
+        if cached is None:
+            status = json.loads(hook.call([jobctl.PROBE], what="probe"))
+            _remember(path, True, None, status)
+        else:
+            status = cached["status"]
+        present: set[str] = set()
+        if chunks:
+            stdin = json.dumps(list(chunks)).encode()
+            present = set(json.loads(hook.call([protocol.HAVE, "--stored"], stdin=stdin)))
     except HostKeyMismatch as exc:
         reason = f"host key does not match its pin, never used: {exc}"
         _remember(path, False, reason, {})
