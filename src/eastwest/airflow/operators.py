@@ -51,7 +51,8 @@ class WestJobOperator(ResumableJobMixin, BaseOperator):
         operator runs on the plan's ``hub`` with the bundle that ``bundle_task`` returned.
     :param bundle_task: without a run context, the task whose return value names the bundle.
     :param timeout: seconds the job may run before it is killed (None: no limit).
-    :param poll_interval: seconds between status polls.
+    :param poll_interval: seconds to wait after a failed status poll (a poll waits on the hub for
+        the job to end, so its end is noticed at once).
     :param lost_after: seconds the hub may be unreachable before the watch gives up: the hub counts
         as failed, the job is killed if the hub can be told, and a retry places the run elsewhere
         (a run that named its hub re-attaches to the job instead).

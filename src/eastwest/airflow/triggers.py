@@ -17,7 +17,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from eastwest.hub.errors import HostKeyMismatch
-from eastwest.hub.jobs import JobWatch, poll_delay
+from eastwest.hub.jobs import JobWatch, poll_wait
 from eastwest.west import jobctl
 
 
@@ -28,7 +28,8 @@ class WestJobTrigger(BaseTrigger):
     :param run_key: the run whose job it is.
     :param job: the job's name.
     :param log_offset: bytes of the job's output already shown.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: base seconds to wait before polling again after a failed poll (a poll
+        itself waits on the hub until the job ends, at most ``jobs.LONG_POLL`` seconds).
     :param deadline: epoch seconds after which the job is timed out (None: no limit).
     :param lost_after: seconds of failed polls in a row after which the watch gives up.
     """
@@ -80,13 +81,13 @@ class WestJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = JobWatch(self.hub, self.run_key, self.job, self.log_offset)
         failing_since: float | None = None
-        failures = polls = 0
+        failures = 0
         while True:
             if self.deadline is not None and time.time() > self.deadline:
                 yield self._event("timeout", "the job ran past its timeout", None, watch)
                 return
             try:
-                status, output = await asyncio.to_thread(watch.poll)
+                status, output = await asyncio.to_thread(watch.poll, poll_wait(self.deadline))
             except HostKeyMismatch as exc:  # not a flaky link: never retried
                 yield self._event("error", str(exc), None, watch)
                 return
@@ -107,5 +108,3 @@ class WestJobTrigger(BaseTrigger):
             if status["state"] != jobctl.RUNNING:
                 yield self._event(status["state"], str(status.get("message", "")), status.get("exit_code"), watch)
                 return
-            polls += 1
-            await asyncio.sleep(poll_delay(polls, self.poll_interval))

@@ -242,9 +242,15 @@ class WestHubHook(SSHHook):
         args = [jobctl.SUBMIT, check_name("run key", run_key), check_name("job", job), "--bundle", bundle]
         return json.loads(self.call(args, what=f"submitting job {job!r}"))
 
-    def job_status(self, run_key: str, job: str) -> dict[str, Any]:
-        """The job's state (``running``, ``succeeded``, ``failed``, ``missing``), exit code and message."""
+    def job_status(self, run_key: str, job: str, wait: float = 0.0) -> dict[str, Any]:
+        """The job's state (``running``, ``succeeded``, ``failed``, ``missing``), exit code and message.
+
+        With ``wait`` the hub answers as soon as the job ends (or its log grows), at the latest after
+        ``wait`` seconds: a watch notices the end at once instead of at its next poll.
+        """
         args = [jobctl.STATUS, check_name("run key", run_key), check_name("job", job)]
+        if wait > 0:
+            args += ["--wait", f"{min(wait, jobctl.MAX_WAIT):g}"]
         return json.loads(self.call(args, what="reading the job's status"))
 
     def job_log(self, run_key: str, job: str, offset: int = 0) -> bytes:

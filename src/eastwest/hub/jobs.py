@@ -15,10 +15,16 @@ from typing import Any
 from eastwest.hub.errors import HostKeyMismatch, HubError
 from eastwest.west import jobctl
 
+#: How long one status request may wait on the hub for the job to end: the end is noticed at once,
+#: and a long job costs one request per LONG_POLL seconds (or per second of new output).
+LONG_POLL = 10.0
 
-def poll_delay(polls: int, interval: float) -> float:
-    """Seconds before the next poll: short at first (most jobs take seconds), then ``interval``."""
-    return min(interval, 0.25 * 2 ** min(polls, 10))
+
+def poll_wait(deadline: float | None) -> float:
+    """How long the next status request may wait on the hub: ``LONG_POLL``, cut short by ``deadline``."""
+    if deadline is None:
+        return LONG_POLL
+    return max(0.0, min(LONG_POLL, deadline - time.time()))
 
 
 class JobWatch:
@@ -29,13 +35,17 @@ class JobWatch:
         self.hub, self.run_key, self.job, self.offset = hub, run_key, job, offset
         self._hook: Any = None
 
-    def poll(self) -> tuple[dict[str, Any], bytes]:
-        """The job's status and its output since the last poll; raises if the hub cannot be reached."""
+    def poll(self, wait: float = 0.0) -> tuple[dict[str, Any], bytes]:
+        """The job's status and its output since the last poll; raises if the hub cannot be reached.
+
+        ``wait``: let the hub hold the answer up to that many seconds until the job ends (or
+        prints), so its end is noticed at once; the caller then needs no sleep between polls.
+        """
         if self._hook is None:
             from eastwest.hub.hook import WestHubHook  # SSH loads only when a job is watched
 
             self._hook = WestHubHook(self.hub)
-        status = self._hook.job_status(self.run_key, self.job)
+        status = self._hook.job_status(self.run_key, self.job, wait=wait)
         output = bytearray()
         size = int(status.get("log_size") or 0)
         while self.offset < size:  # to the end, so a finished job's last lines are never lost
@@ -59,12 +69,11 @@ def watch(
     ``exit_code``): ``timeout`` past ``deadline``, ``lost`` after ``lost_after`` seconds without
     the hub, ``error`` on a host key mismatch. Each output line goes to ``emit``."""
     failing_since = None
-    polls = 0
     while True:
         if deadline is not None and time.time() > deadline:
             return {"status": "timeout", "message": "the job ran past its timeout"}
         try:
-            status, output = job.poll()
+            status, output = job.poll(wait=poll_wait(deadline))
         except HostKeyMismatch as exc:
             return {"status": "error", "message": str(exc)}
         except HubError as exc:
@@ -82,8 +91,6 @@ def watch(
                 "message": status.get("message"),
                 "exit_code": status.get("exit_code"),
             }
-        polls += 1
-        time.sleep(poll_delay(polls, poll_interval))
 
 
 def submit(hub: str, run_key: str, job: str, bundle: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,9 @@ PROBE = "probe"
 SUPERVISE = "supervise"
 #: The commands the forced command accepts from the east (``supervise`` is internal).
 COMMANDS = (SUBMIT, STATUS, LOG, KILL, PROBE)
+#: A status request waits at most this long for the job to end (``status --wait``), checking every WAIT_STEP s.
+MAX_WAIT = 30.0
+WAIT_STEP = 0.05
 #: Version of what job control answers (the commands and their JSON); the probe reports it.
 PROTOCOL_VERSION = 1
 
@@ -241,7 +244,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(json.dumps(state_of(args.root, args.run, args.job)), flush=True)
+    """The job's state; with ``--wait S``, answered as soon as the job ends (so the east notices at
+    once instead of at its next poll), when its log has grown for a second, or after S seconds."""
+    started = time.monotonic()
+    state = state_of(args.root, args.run, args.job)
+    size = state.get("log_size")
+    while state["state"] == RUNNING and time.monotonic() - started < args.wait:
+        time.sleep(WAIT_STEP)
+        state = state_of(args.root, args.run, args.job)
+        if state.get("log_size") != size and time.monotonic() - started >= 1.0:
+            break
+    print(json.dumps(state), flush=True)
     return 0
 
 
@@ -500,6 +513,16 @@ def _offset(value: str) -> int:
     return int(value)
 
 
+def _wait(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a wait of 0 to {MAX_WAIT:g} seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(  # one error line, like every runner command
         prog="eastwest.west.jobctl", description=__doc__.split("\n")[0]
@@ -518,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job", type=_name)
         if command in (SUBMIT, SUPERVISE):
             p.add_argument("--bundle", type=_digest, required=True)
+        if command == STATUS:
+            p.add_argument("--wait", type=_wait, default=0.0)
         if command == LOG:
             p.add_argument("--offset", type=_offset, default=0)
             p.add_argument("--limit", type=_offset, default=LOG_CHUNK)
