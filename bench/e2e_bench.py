@@ -49,6 +49,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from eastwest_dev import postgres_connection
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 WORK = ROOT / ".local" / "bench" / "e2e"
@@ -213,14 +215,6 @@ class Timeline:
 # -- set-up -------------------------------------------------------------------------------------------------
 
 
-def pg_connection(url: str) -> str:
-    rest = url.split("://", 1)[1]
-    user, hostpart = rest.split("@", 1)
-    host, db = hostpart.split("/", 1)
-    name, port = host.split(":")
-    return json.dumps({"conn_type": "postgres", "host": name, "port": int(port), "login": user, "schema": db})
-
-
 def ensure_database() -> None:
     import sqlalchemy as sa
 
@@ -289,8 +283,8 @@ def environment(link: Any, day: date) -> dict[str, str]:
         "EASTWEST_PROJECT_DIR": str(ROOT),
         "EASTWEST_HUBS": HUB,
         "EASTWEST_DEFAULT_HUB": HUB,
-        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(PG_URL),
-        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(PG_URL),
+        "AIRFLOW_CONN_EAST_SOURCE": postgres_connection(PG_URL),
+        "AIRFLOW_CONN_EAST_WAREHOUSE": postgres_connection(PG_URL),
         f"AIRFLOW_CONN_{HUB.upper()}": json.dumps(link.connection),
         "AIRFLOW_CONN_E2E_PLAIN": json.dumps(link.baseline_connection),
         "E2E_WORK": str(WORK / "stock"),

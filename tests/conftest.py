@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from eastwest_dev import postgres_connection
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))  # the project's jobs package, for golden-frame tests
 # EASTWEST_TEST_HOME lets a second test session (e.g. only unit tests) run next to a running one
@@ -125,21 +127,12 @@ def pg_url():
         yield url
 
 
-def pg_connection(url: str) -> str:
-    """An Airflow connection (JSON) for a PostgreSQL URL of this machine."""
-    rest = url.split("://", 1)[1]
-    user, hostpart = rest.split("@", 1)
-    host, db = hostpart.split("/", 1)
-    name, port = host.split(":")
-    return json.dumps({"conn_type": "postgres", "host": name, "port": int(port), "login": user, "schema": db})
-
-
 @contextmanager
 def east_on_postgres(url: str) -> Iterator[None]:
     """Point the east_source and east_warehouse connections at PostgreSQL ``url`` for the block."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW_CONN_EAST_SOURCE", pg_connection(url))
-    mp.setenv("AIRFLOW_CONN_EAST_WAREHOUSE", pg_connection(url))
+    mp.setenv("AIRFLOW_CONN_EAST_SOURCE", postgres_connection(url))
+    mp.setenv("AIRFLOW_CONN_EAST_WAREHOUSE", postgres_connection(url))
     try:
         yield
     finally:
@@ -179,8 +172,8 @@ def stack_east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
     hubs declaring one compute slot each (so each hub's pool has one slot, while the hubs
     themselves would run four jobs at once)."""
     env = {
-        "AIRFLOW_CONN_EAST_SOURCE": pg_connection(pg_url),
-        "AIRFLOW_CONN_EAST_WAREHOUSE": pg_connection(pg_url),
+        "AIRFLOW_CONN_EAST_SOURCE": postgres_connection(pg_url),
+        "AIRFLOW_CONN_EAST_WAREHOUSE": postgres_connection(pg_url),
         "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
         "EASTWEST_PROJECT_DIR": str(ROOT),
     }

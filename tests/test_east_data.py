@@ -72,10 +72,10 @@ def source(request, tmp_path, monkeypatch):
         url = f"sqlite:///{tmp_path / 'source.db'}"
         monkeypatch.setenv("AIRFLOW_CONN_EAST_SOURCE", f'{{"conn_type": "sqlite", "host": "{tmp_path / "source.db"}"}}')
     else:
-        from conftest import pg_connection
+        from eastwest_dev import postgres_connection
 
         url = request.getfixturevalue("pg_url")
-        monkeypatch.setenv("AIRFLOW_CONN_EAST_SOURCE", pg_connection(url))
+        monkeypatch.setenv("AIRFLOW_CONN_EAST_SOURCE", postgres_connection(url))
     for day in (date(2026, 11, 23), DAY, date(2026, 11, 25)):
         telemetry.load_day(url, day, telemetry.generate_day(day, 3))
     return url
