@@ -213,8 +213,11 @@ def test_cut_link_mid_transfer_then_retry_sends_only_missing_chunks(tmp_path, mo
         monkeypatch.setenv("EASTWEST_HUBS", "cuttest")
         hub_chunks = wire.ChunkStore(link.hub.root / "chunks")
 
-        def cut() -> None:
-            time.sleep(1.0)
+        def cut() -> None:  # once the first chunks have landed (not after a fixed time: a busy machine starts slower)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(hub_chunks.path(c.sha256).exists() for c in manifest.chunks):
+                time.sleep(0.02)
+            time.sleep(0.2)
             link.cut()
 
         cutter = threading.Thread(target=cut)
@@ -224,7 +227,18 @@ def test_cut_link_mid_transfer_then_retry_sends_only_missing_chunks(tmp_path, mo
             slow.push("cut", "readings", store, manifest)
         cutter.join()
         link.restore()
-        already = [c for c in manifest.chunks if hub_chunks.verify(c.sha256)]
+
+        def landed() -> list:
+            return [c for c in manifest.chunks if hub_chunks.verify(c.sha256)]
+
+        # Bytes that were on the way when the link went down land once it is back; wait for that
+        # to settle (the hub's count stops changing) before asking what a retry should skip.
+        already, settled = landed(), time.monotonic()
+        while time.monotonic() - settled < 1.5:
+            time.sleep(0.25)
+            now = landed()
+            if now != already:
+                already, settled = now, time.monotonic()
         assert 0 < len(already) < len(manifest.chunks)
         retry = TransferEngine("cuttest").push("cut", "readings", store, manifest)
         assert retry.chunks_skipped == len(already)
