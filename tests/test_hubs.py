@@ -40,9 +40,7 @@ def ship_bundle(hub: str, run: str, tmp_path: Path, jobs_dir: Path = JOBS, *, in
 
 
 def run_job(hub: str, run: str, job: str, digest: str) -> None:
-    hook = WestHubHook(hub)
-    with hook.get_managed_conn() as client:
-        hook.run_checked(client, [protocol.RUN, run, job, "--bundle", digest], what=f"running {job}")
+    WestHubHook(hub).call([protocol.RUN, run, job, "--bundle", digest], what=f"running {job}")
 
 
 def unique_jobs_copy(tmp_path: Path) -> Path:
@@ -97,12 +95,12 @@ def test_wrong_pinned_host_key_is_refused(hubs, monkeypatch) -> None:
     other_key = hub_connection("west_ningxia")["extra"]["host_key"]  # a real key, but not this hub's
     with_connection(monkeypatch, "west_guizhou", extra={"host_key": other_key})
     with pytest.raises(HubError, match="host key does not match the pinned key in connection 'west_guizhou'"):
-        with WestHubHook("west_guizhou").get_managed_conn():
-            pass
+        WestHubHook("west_guizhou").probe()
 
 
 def test_known_hosts_entry_cannot_override_the_pin(hubs, monkeypatch, tmp_path) -> None:
-    """paramiko prefers ~/.ssh/known_hosts; the hook still refuses a server that is not the pinned one."""
+    """An entry in ~/.ssh/known_hosts for the hub's real key does not let the hook talk to a hub
+    whose key is not the connection's pin."""
     real = hub_connection("west_guizhou")
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{real['port']} {real['extra']['host_key']}\n")
@@ -111,8 +109,7 @@ def test_known_hosts_entry_cannot_override_the_pin(hubs, monkeypatch, tmp_path) 
         monkeypatch, "west_guizhou", extra={"host_key": hub_connection("west_ningxia")["extra"]["host_key"]}
     )
     with pytest.raises(HubError, match="host key does not match the pinned key"):
-        with WestHubHook("west_guizhou").get_managed_conn():
-            pass
+        WestHubHook("west_guizhou").probe()
 
 
 def test_the_openssh_data_path_refuses_a_wrong_key_whatever_the_users_ssh_set_up(
@@ -271,8 +268,7 @@ def test_connection_without_pinned_key_is_refused(hubs, monkeypatch) -> None:
 def test_hub_that_is_down_gives_a_clear_error(hubs, monkeypatch) -> None:
     with_connection(monkeypatch, "west_guizhou", port=22299)
     with pytest.raises(HubError, match="unreachable at 127.0.0.1:22299.*is its sshd running"):
-        with WestHubHook("west_guizhou", conn_retry_attempts=1).get_managed_conn():
-            pass
+        WestHubHook("west_guizhou", conn_retry_attempts=1).job_status("r1", "daily_kpis")
 
 
 def test_unregistered_job_is_refused_by_the_hub(installed) -> None:
@@ -348,10 +344,9 @@ def transform(readings: pl.LazyFrame, params: dict) -> pl.LazyFrame:
     with pytest.raises(HubError, match=r"runner exit 2\).*parameter min_power of job peak_power must be at least 0"):
         hook.put_params(run, "peak_power", {"min_power": -1}, digest)
     hook.put_params(run, "peak_power", {"min_power": 1.0}, digest)
-    with hook.get_managed_conn() as client:
-        listed = json.loads(hook.run_checked(client, [protocol.JOBS, "--bundle", digest]))
-        assert listed == sorted([*PROJECT_JOBS, "peak_power"])
-        hook.run_checked(client, [protocol.RUN, run, "peak_power", "--bundle", digest])
+    listed = json.loads(hook.call([protocol.JOBS, "--bundle", digest]))
+    assert listed == sorted([*PROJECT_JOBS, "peak_power"])
+    hook.call([protocol.RUN, run, "peak_power", "--bundle", digest])
     back = wire.ChunkStore(tmp_path / "back")
     manifest, metrics = engine.pull(run, "peak_power", back)
     assert manifest.rows == metrics.rows == 2
@@ -419,8 +414,8 @@ def test_params_violating_the_schema_are_refused_by_the_hub(installed, params, m
 
 def test_malformed_put_frame_header_is_refused_over_ssh(hubs) -> None:
     hook = WestHubHook("west_ningxia")
-    with hook.get_managed_conn() as client, pytest.raises(HubError) as refused:
-        hook.run_checked(client, [protocol.PUT], stdin=b"../../etc/passwd 4096\n" + b"x" * 64 + protocol.END)
+    with pytest.raises(HubError) as refused:
+        hook.call([protocol.PUT], stdin=b"../../etc/passwd 4096\n" + b"x" * 64 + protocol.END)
     assert "(runner exit 2)" in str(refused.value) and "malformed chunk header" in str(refused.value)
     assert "Traceback" not in str(refused.value)
 

@@ -167,15 +167,14 @@ def test_chunk_corrupted_on_the_hub_is_resent_before_the_job_reads_it(hubs, tmp_
     victim.write_bytes(bytes(data))
 
     hook = WestHubHook("west_guizhou")
-    with hook.get_managed_conn() as client, pytest.raises(HubError, match="failed verification on disk"):
-        hook.run_checked(client, ["run", "corrupt", "daily_kpis", "--bundle", digest])  # the job refuses to read it
+    with pytest.raises(HubError, match="failed verification on disk"):
+        hook.call(["run", "corrupt", "daily_kpis", "--bundle", digest])  # the job refuses to read it
 
     again = engine.push("corrupt", "readings", store, manifest)  # the task's retry
     assert again.chunks_skipped == len(manifest.chunks) - 1
     assert again.wire_bytes == on_wire([manifest.chunks[0]])
     hook.put_params("corrupt", "daily_kpis", {}, digest)
-    with hook.get_managed_conn() as client:
-        hook.run_checked(client, ["run", "corrupt", "daily_kpis", "--bundle", digest])
+    hook.call(["run", "corrupt", "daily_kpis", "--bundle", digest])
     result, _ = engine.pull("corrupt", "daily_kpis", wire.ChunkStore(tmp_path / "result"))
     assert result.rows == 40  # one row per machine for the (Asia/Shanghai) day
 

@@ -14,14 +14,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
-from airflow.providers.ssh.hooks.ssh import SSH_PORT, SSHHook
+from airflow.providers.ssh.hooks.ssh import SSHHook
 
 from eastwest.hub.errors import HostKeyMismatch, HubDiskFull, HubError
 from eastwest.west import jobctl, protocol
@@ -83,119 +80,10 @@ class WestHubHook(SSHHook):
 
     # -- connections -----------------------------------------------------------------------------
 
-    def get_conn(self) -> Any:
-        """Connect like :class:`SSHHook`, then insist the server's key is the pinned one.
-
-        paramiko prefers keys from ``~/.ssh/known_hosts`` over the connection's ``host_key``, so an
-        entry there could override the pin; checking the negotiated key closes that gap.
-        """
-        import paramiko
-
-        client = super().get_conn()
-        offered = client.get_transport().get_remote_server_key()
-        if offered != self.host_key:
-            client.close()
-            self.client = None
-            raise paramiko.BadHostKeyException(self.remote_host, offered, self.host_key)
-        return client
-
-    @contextmanager
-    def get_managed_conn(self) -> Iterator[Any]:
-        """Open a connection to the hub (see :meth:`connect`), always close it."""
-        client = self.connect()
-        try:
-            yield client
-        finally:
-            client.close()
-            self.client = None
-
-    def connect(self) -> Any:
-        """Open a connection to the hub; translate failures into actionable errors."""
-        import paramiko
-
-        where = f"{self.remote_host}:{self.port or SSH_PORT}"
-        try:
-            client = self.get_conn()
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyMismatch(
-                f"hub {self.hub!r}: host key does not match the pinned key in connection {self.hub!r} "
-                f"(server offered {exc.key.get_name()} {exc.key.get_base64()[:24]}…); if the hub was "
-                "rebuilt, update the connection's host_key after checking the new key out of band"
-            ) from exc
-        except paramiko.AuthenticationException as exc:
-            raise HubError(
-                f"hub {self.hub!r}: {where} refused our key; add the east client's public key to the "
-                "hub's authorized_keys"
-            ) from exc
-        except (TimeoutError, paramiko.ssh_exception.NoValidConnectionsError, OSError) as exc:
-            raise HubError(
-                f"hub {self.hub!r} is unreachable at {where} ({exc}); is its sshd running? (local hubs: `make hubs`)"
-            ) from exc
-        except paramiko.SSHException as exc:
-            raise HubError(f"hub {self.hub!r}: SSH handshake with {where} failed: {exc}") from exc
-        return client
-
-    def run_checked(self, client: Any, args: list[str], *, stdin: bytes = b"", what: str = "") -> bytes:
-        """Run the runner with ``args`` and ``stdin``; return its stdout, or raise with its stderr."""
-        import paramiko
-
-        what = what or args[0]
-        try:
-            channel = client.get_transport().open_session()
-        except (paramiko.SSHException, OSError) as exc:
-            raise HubError(f"hub {self.hub!r}: cannot open a channel for {what}: {exc}") from exc
-        channel.settimeout(self.idle_timeout)
-        send_error: Exception | None = None
-        try:
-            channel.exec_command(self.runner_command(*args))
-            try:
-                if stdin:
-                    channel.sendall(stdin)
-                channel.shutdown_write()
-            except OSError as exc:  # the runner stopped reading: its exit status and stderr say why
-                send_error = exc
-            code, out, err = self.finish(channel, what)
-        except (paramiko.SSHException, OSError) as exc:
-            raise HubError(f"hub {self.hub!r}: the link failed during {what}: {exc}") from exc
-        finally:
-            channel.close()
-        self.check_exit(code, err, what)
-        if send_error is not None:
-            raise HubError(f"hub {self.hub!r}: sending to {what} failed: {send_error}")
-        return out
-
-    def finish(self, channel: Any, what: str) -> tuple[int, bytes, str]:
-        """Read a channel to its end; return (exit code, stdout, stderr).
-
-        Raises :class:`HubError` if the connection closes first or nothing arrives for
-        ``idle_timeout`` seconds, so a dead link fails the task instead of hanging it.
-        """
-        stdout, stderr = bytearray(), bytearray()
-        last_progress = time.monotonic()
-        while not channel.exit_status_ready() or channel.recv_ready() or channel.recv_stderr_ready():
-            got = False
-            while channel.recv_ready():
-                stdout.extend(channel.recv(1 << 16))
-                got = True
-            while channel.recv_stderr_ready():
-                stderr.extend(channel.recv_stderr(1 << 16))
-                got = True
-            if got:
-                last_progress = time.monotonic()
-            elif channel.closed and not channel.exit_status_ready():
-                raise HubError(f"hub {self.hub!r}: the connection closed during {what}")
-            elif time.monotonic() - last_progress > self.idle_timeout:
-                raise HubError(
-                    f"hub {self.hub!r}: no progress for {self.idle_timeout:.0f}s during {what}; "
-                    "the link dropped or the hub is overloaded"
-                )
-            else:
-                time.sleep(0.005)
-        return channel.recv_exit_status(), bytes(stdout), stderr.decode("utf-8", "replace")
-
     def call(self, args: list[str], *, stdin: bytes = b"", what: str = "") -> bytes:
         """Run one runner command over the hub's shared OpenSSH connection (one handshake for the
-        many short commands of a run; see :func:`eastwest.hub.openssh.command`)."""
+        many short commands of a run; see :func:`eastwest.hub.openssh.command`), with the host key
+        pinned as for transfers; return its stdout, or raise :class:`HubError` with its stderr."""
         from eastwest.hub import openssh
 
         return openssh.command(self, args, stdin=stdin, what=what or args[0])
@@ -280,15 +168,13 @@ class WestHubHook(SSHHook):
         The handshake (one attempt, no retries) and the answer must each come within ``timeout``
         seconds, so a hub that is down or overloaded costs its caller about ``timeout`` at worst.
         """
-        saved = (self.conn_timeout, self.banner_timeout, self.auth_timeout, self.conn_retry_attempts, self.idle_timeout)
-        self.conn_timeout = self.banner_timeout = self.auth_timeout = timeout  # type: ignore[assignment]
+        saved = (self.conn_timeout, self.conn_retry_attempts, self.idle_timeout)
+        self.conn_timeout = timeout  # type: ignore[assignment]
         self.conn_retry_attempts, self.idle_timeout = 1, timeout
         try:
             answer = self.call([jobctl.PROBE], what="probe")
         finally:
-            (self.conn_timeout, self.banner_timeout, self.auth_timeout, self.conn_retry_attempts, self.idle_timeout) = (
-                saved
-            )
+            self.conn_timeout, self.conn_retry_attempts, self.idle_timeout = saved
         try:
             status = json.loads(answer)
         except ValueError:

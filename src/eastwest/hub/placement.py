@@ -189,7 +189,7 @@ def survey_hub(
         return Survey(hub, False, cached["reason"], seconds=time.monotonic() - started)
     try:
         hook = WestHubHook(hub, idle_timeout=timeout)
-        hook.conn_timeout = hook.banner_timeout = hook.auth_timeout = timeout  # type: ignore[assignment]
+        hook.conn_timeout = timeout  # type: ignore[assignment]
         hook.conn_retry_attempts = 1
         if cached is None:
             status = json.loads(hook.call([jobctl.PROBE], what="probe"))
