@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -145,16 +146,28 @@ def test_a_connection_holding_its_key_as_private_key_transfers_too(hubs, dataset
     assert back == manifest
 
 
-def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path) -> None:
-    import tempfile
-
+def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path, monkeypatch) -> None:
+    """Only this test's own links are looked at: the session's Airflow stack may run tasks on the
+    same hub meanwhile."""
     import psutil
+
+    from eastwest.hub import openssh
+
+    made: list[Path] = []
+    enter = openssh.OpenSshLink.__enter__
+
+    def recording(link):
+        entered = enter(link)
+        made.append(link._dir)
+        return entered
+
+    monkeypatch.setattr(openssh.OpenSshLink, "__enter__", recording)
 
     def ours() -> list[str]:
         found = []
         for proc in psutil.process_iter(["name", "cmdline"]):
             line = " ".join(proc.info["cmdline"] or [])
-            if proc.info["name"] == "ssh" and "eastwest-ssh-west_gansu" in line:
+            if proc.info["name"] == "ssh" and any(str(path) in line for path in made):
                 found.append(line)
         return found
 
@@ -164,7 +177,7 @@ def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path
         masters = ours()
         engine.pull("tidy", "readings", wire.ChunkStore(tmp_path / "back"))
         assert ours() == masters and len(masters) == 1, masters  # the pull reused the push's connection
-    assert ours() == []
+    assert len(made) == 1 and ours() == []
     other = pa.table({"id": pa.array(range(300_000), pa.int64()), "v": pa.array([i * 0.25 for i in range(300_000)])})
     fresh = wire.write_chunks(other.to_batches(max_chunksize=50_000), other.schema, store, target_raw_bytes=1 << 20)
     first = fresh.chunks[0]
@@ -172,8 +185,29 @@ def test_a_transfer_leaves_no_ssh_process_or_file_behind(hubs, dataset, tmp_path
     failing = TransferEngine("west_gansu", streams=1, max_rounds=1)
     with pytest.raises(HubError, match="could not be delivered"):
         failing.push("tidy-failed", "readings", store, fresh)
+    assert len(made) == 2
     assert ours() == []  # a failed transfer closed its connection at once: nothing it queued flows on
-    assert list(Path(tempfile.gettempdir()).glob("eastwest-ssh-west_gansu-*")) == []
+    assert [path for path in made if path.exists()] == []
+
+
+def test_a_link_directory_left_by_a_killed_process_is_swept(hubs, tmp_path) -> None:
+    """A task killed with SIGKILL cannot close its link; the next link removes what it left."""
+    import tempfile
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = Path(tempfile.mkdtemp(prefix=f"eastwest-ssh-west_gansu-{dead.pid}-"))
+    (orphan / "known_hosts").write_text("x\n")
+    alive = Path(tempfile.mkdtemp(prefix=f"eastwest-ssh-west_gansu-{os.getpid()}-"))
+    try:
+        with TransferEngine("west_gansu", streams=1) as engine:
+            with engine._linked():
+                pass
+        assert not orphan.exists()
+        assert alive.exists()  # a living process's link is left alone
+    finally:
+        shutil.rmtree(orphan, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
 
 
 def logins(hub: str) -> int:

@@ -69,7 +69,8 @@ class OpenSshLink:
     # -- set-up ------------------------------------------------------------------------------------
 
     def __enter__(self) -> OpenSshLink:
-        self._dir = Path(tempfile.mkdtemp(prefix=f"eastwest-ssh-{self.hub}-"))  # 0700
+        _sweep_orphans()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"eastwest-ssh-{self.hub}-{os.getpid()}-"))  # 0700
         try:
             self._write_files()
             self._start_master()
@@ -247,6 +248,21 @@ class OpenSshLink:
         code = session.wait()
         self.hook.check_exit(code, session.error_text(), what)
         return bytes(session.out)
+
+
+def _sweep_orphans() -> None:
+    """Remove link directories whose process died without closing them (a task killed with
+    SIGKILL): their masters have already exited or exit within ``MASTER_LINGER`` idle seconds."""
+    for path in Path(tempfile.gettempdir()).glob("eastwest-ssh-*-*-*"):
+        try:
+            pid = int(path.name.rsplit("-", 2)[-2])
+            if path.lstat().st_uid != os.getuid() or not stat.S_ISDIR(path.lstat().st_mode):
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):
+            continue  # not one of ours, or its process lives (perhaps as another user's)
 
 
 def _private_dir(path: Path) -> Path:
