@@ -196,7 +196,8 @@ def test_the_probe_reports_the_hub_and_counts_running_and_queued_jobs(slot_bundl
     assert idle["slots"] == declared and idle["limits"]["slots"] == declared  # as localhubs deployed it
     types = {
         "version": str, "protocol": int, "slots": int, "running": int, "queued": int, "load1": float,
-        "cpus": int, "free_disk_bytes": int, "free_memory_bytes": int, "limits": dict, "bundles": list, "time": float,
+        "cpus": int, "free_disk_bytes": int, "free_memory_bytes": int, "limits": dict, "bundles": list, "cache": dict,
+        "time": float,
     }  # fmt: skip
     assert set(idle) == set(types) and all(isinstance(idle[k], t) for k, t in types.items()), idle
     assert idle["running"] == idle["queued"] == 0 and idle["protocol"] == jobctl.PROTOCOL_VERSION
@@ -205,6 +206,11 @@ def test_the_probe_reports_the_hub_and_counts_running_and_queued_jobs(slot_bundl
     assert 0 < idle["free_memory_bytes"] <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert idle["bundles"][0] == slot_bundle and len(idle["bundles"]) <= jobctl.PROBE_BUNDLES
     assert idle["limits"]["max_memory_mb"] > 0 and idle["limits"]["max_cpu_seconds"] > 0
+    stored = list((hub_root() / "chunks").glob("*/*.arrows"))
+    assert idle["cache"] == {
+        "chunks": len(stored),
+        "bytes": sum(c.stat().st_size for c in stored),
+    }  # the hubs page shows it
     assert probe_in_process(hub_root())[1] < 0.1  # the hub's side of the probe is cheap
 
     slots(1)

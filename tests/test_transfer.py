@@ -196,6 +196,15 @@ def test_rate_cap_holds_within_10_percent_on_a_shaped_link(tmp_path, monkeypatch
     assert metrics.send_seconds > 2, metrics.to_dict()
     cap = 40e6 / 8 / 1e6  # MB/s
     assert abs(metrics.link_mb_per_s - cap) / cap < 0.10, metrics.to_dict()
+    # The samples the report's throughput chart draws show the same flow.
+    samples = metrics.samples
+    assert samples[0] == [0.0, 0] and samples[-1][1] == metrics.wire_bytes
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(samples, samples[1:], strict=False))
+    assert len(samples) >= 8  # one every 0.25 s or so over more than 2 s
+    rates = sorted(
+        (b[1] - a[1]) / 1e6 / (b[0] - a[0]) for a, b in zip(samples, samples[1:], strict=False) if b[0] > a[0]
+    )
+    assert abs(rates[len(rates) // 2] - cap) / cap < 0.25, rates
 
 
 @pytest.mark.skipif(

@@ -47,6 +47,10 @@ DEFAULT_STREAMS = 4
 MAX_STREAMS = 16
 MAX_ROUNDS = 3
 PROGRESS_EVERY = 5.0
+#: A transfer records its bytes so far at most this often (s), for the report's throughput chart.
+SAMPLE_EVERY = 0.25
+#: ... and keeps at most this many samples (evenly thinned).
+MAX_SAMPLES = 240
 #: A stream is worth its SSH handshake only for this much data; small transfers use fewer.
 MIN_BYTES_PER_STREAM = 4 << 20
 
@@ -71,6 +75,9 @@ class TransferMetrics:
     chunks_resent: int = 0
     rate_limit_mbps: float | None = None
     errors: list[str] = field(default_factory=list)
+    #: When the transfer started (Unix time), and [seconds since then, wire bytes so far] pairs.
+    started_at: float = 0.0
+    samples: list[list[float]] = field(default_factory=list)
 
     @property
     def wire_mb_per_s(self) -> float:
@@ -146,6 +153,21 @@ class _Progress:
         self.last_ack: float | None = None
         self._last_log = self.started
         self._lock = threading.Lock()
+        self.samples: list[list[float]] = [[0.0, 0]]
+
+    def sample(self, now: float) -> None:
+        """Record the bytes so far (the caller holds the lock)."""
+        self.samples.append([round(now - self.started, 3), self.done])
+
+    def thinned_samples(self) -> list[list[float]]:
+        """The samples with the final count, thinned evenly to at most ``MAX_SAMPLES``."""
+        with self._lock:
+            self.sample(time.monotonic())
+            samples = list(self.samples)
+        if len(samples) <= MAX_SAMPLES:
+            return samples
+        step = (len(samples) - 1) / (MAX_SAMPLES - 1)
+        return [samples[round(i * step)] for i in range(MAX_SAMPLES)]
 
     def add(self, amount: int) -> None:
         now = time.monotonic()
@@ -154,6 +176,8 @@ class _Progress:
             if self.first_byte is None:
                 self.first_byte = now
             self.last_byte = now
+            if now - self.started - self.samples[-1][0] >= SAMPLE_EVERY:
+                self.sample(now)
 
     def acknowledged(self) -> None:
         """A stream's receiver confirmed everything it was sent (the data left the link)."""
@@ -611,6 +635,8 @@ class TransferEngine:
                 )
         metrics.wire_bytes = progress.done
         metrics.send_seconds = progress.send_seconds
+        metrics.started_at = time.time() - (time.monotonic() - progress.started)
+        metrics.samples = progress.thinned_samples()
         metrics.chunks_resent = sum(n - 1 for n in sends.values() if n > 1)
         if total:
             progress.maybe_log(force=True)

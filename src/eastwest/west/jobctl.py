@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eastwest.west import protocol
+from eastwest.west import protocol, wire
 from eastwest.west.protocol import EXIT_MISSING, EXIT_USAGE
 from eastwest.west.runner import ArgumentParser, RunnerError, _digest, _name, _root, log  # its argument checks
 
@@ -298,6 +298,18 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _cached_chunks(root: Path) -> dict[str, int]:
+    """How many verified chunks the hub stores, and their bytes (what later runs need not send)."""
+    count = size = 0
+    for chunk in (root / "chunks").glob("*/*" + wire.SUFFIX):
+        try:
+            size += chunk.stat().st_size
+            count += 1
+        except OSError:
+            continue  # removed by a clean-up meanwhile
+    return {"chunks": count, "bytes": size}
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """What placement asks a hub before choosing it: one JSON object, from files and /proc only."""
     import eastwest
@@ -323,6 +335,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         "free_memory_bytes": _available_memory(),
         "limits": limits,
         "bundles": _installed_bundles(args.root)[:PROBE_BUNDLES],
+        "cache": _cached_chunks(args.root),
         "time": time.time(),
     }
     print(json.dumps(status), flush=True)
