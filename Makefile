@@ -106,6 +106,21 @@ browser-deps: ## Debian's chromium for the real-browser test (Playwright never d
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	fi
 
+VEGA_PACKAGES := vega@6.3.0 vega-lite@6.4.1 vega-embed@7.3.0
+UI_STATIC := src/eastwest/ui/static
+
+.PHONY: vendor-vega
+vendor-vega: ## refresh the UI's vendored Vega scripts from the npm registry (needs npm; versions in the Makefile)
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(VEGA_PACKAGES) >/dev/null && \
+	  for tgz in *.tgz; do mkdir -p "$${tgz%.tgz}" && tar xzf "$$tgz" -C "$${tgz%.tgz}"; done && \
+	  cp vega-[0-9]*/package/build/vega.min.js vega-lite-*/package/build/vega-lite.min.js \
+	     vega-embed-*/package/build/vega-embed.min.js $(CURDIR)/$(UI_STATIC)/ && \
+	  cp vega-[0-9]*/package/LICENSE $(CURDIR)/$(UI_STATIC)/vega.LICENSE && \
+	  cp vega-lite-*/package/LICENSE $(CURDIR)/$(UI_STATIC)/vega-lite.LICENSE && \
+	  cp vega-embed-*/package/LICENSE $(CURDIR)/$(UI_STATIC)/vega-embed.LICENSE && \
+	  cd $(CURDIR) && rm -rf $$tmp && sha256sum $(UI_STATIC)/*.min.js && \
+	  echo "update the versions and digests in $(UI_STATIC)/LICENSES.md"
+
 .PHONY: lint
 lint: venv ## ruff check and format check, mypy on the library
 	$(VENV)/bin/ruff check .

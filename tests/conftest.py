@@ -164,6 +164,8 @@ def hub_connection(name: str) -> dict:
 #: The hub the stack tests' placement prefers: it declares a very fast link (the others 0.05 MB/s),
 #: but its real transfers are capped at 0.5 Mbit/s, so a ship to it lasts long enough to be cut.
 STACK_FAVOURITE = "west_gansu"
+#: The stack's viewer who may read the analyst DAG's runs only.
+SCOPED_USER = "analyst"
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +178,10 @@ def stack_east(pg_url, hubs, tmp_path_factory) -> dict[str, str]:
         "AIRFLOW_CONN_EAST_WAREHOUSE": postgres_connection(pg_url),
         "EASTWEST_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
         "EASTWEST_PROJECT_DIR": str(ROOT),
+        # An analyst who may read only the analyst DAG's runs (the report pages' 403 is tested with it).
+        "AIRFLOW__CORE__AUTH_MANAGER": "eastwest_dev.auth.DagScopedAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{SCOPED_USER}:viewer",
+        "EASTWEST_DEV_DAG_SCOPES": json.dumps({SCOPED_USER: ["east_west_analyst"]}),
     }
     for name in hubs:
         conn = hub_connection(name)

@@ -99,7 +99,9 @@ def test_bad_day_fails_validation_publishes_nothing_and_is_quarantined(east) -> 
     assert summary["validation"].startswith("FAILED")
     assert summary["rows_published"] is None
     html = (get_settings().reports_dir / "east_west_nightly.nightly.20261125-20261126" / "report.html").read_text()
-    assert "<tr class='FAIL'>" in html
+    failing = sum(not r["success"] for r in gx_result["results"])
+    assert html.count('<tr class="FAIL">') == failing  # the report page shows each failed expectation
+    assert "quarantined" in html and "min_power_kw" in html
 
 
 def test_analyst_request_with_filter_on_the_other_hub(east) -> None:

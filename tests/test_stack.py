@@ -6,13 +6,14 @@ Playwright); results are checked in the PostgreSQL warehouse. Screenshots land i
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_HOME, fresh_pg_database
+from conftest import ROOT, SCOPED_USER, TEST_HOME, fresh_pg_database
 from eastwest.east import warehouse
 from eastwest.east.plan import requested_plan
 from eastwest.settings import Project, get_settings
@@ -200,6 +201,118 @@ def test_analyst_triggers_from_the_ui_in_a_real_browser(local_stack, east) -> No
     assert not CANARY.exists()
     rows = analyst_rows(east["PG_URL"], analyst_conf(hub="west_guizhou", ids="E0003,E0004"))
     assert sorted({r["enterprise_id"] for r in rows}) == ["E0003", "E0004"]
+
+
+BAD_DAY = date(2026, 11, 19)
+
+
+def _status(stack: Stack, path: str, *, user: str | None = None) -> int:
+    """HTTP status of a GET on the stack, anonymous or as ``user`` (a bearer token of theirs)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {}
+    if user is not None:
+        body = json.dumps({"username": user, "password": stack.password_of(user)}).encode()
+        req = urllib.request.Request(f"{stack.url}/auth/token", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            headers["Authorization"] = f"Bearer {json.loads(answer.read())['access_token']}"
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{stack.url}{path}", headers=headers), timeout=60
+        ) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _rendered_charts(frame, names: list[str]) -> dict[str, int]:
+    """Wait until each chart is drawn; the number of marks (SVG paths) each holds."""
+    counts = {}
+    for name in names:
+        chart = frame.locator(f"#chart-{name}[data-rendered=true]")
+        chart.wait_for(timeout=60_000)
+        counts[name] = chart.locator("svg .mark-rect path, svg .mark-line path, svg .mark-symbol path").count()
+    return counts
+
+
+def _full_report(page, stack: Stack, run_id: str, name: str) -> None:
+    """The whole report page (the tab's iframe scrolls), as the same logged-in user, for a screenshot."""
+    page.goto(f"{stack.url}/eastwest/reports/east_west_analyst/{run_id}", wait_until="domcontentloaded")
+    _rendered_charts(page, ["timeline", "validation", "result"])
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_report_tab_and_hubs_page_in_a_real_browser(local_stack, east) -> None:
+    """An analyst's run, and a run quarantined by validation: each run's Report tab shows its
+    charts drawn from recorded data; the hubs page shows every hub. Screenshots in test-artifacts/."""
+    from playwright.sync_api import sync_playwright
+
+    telemetry.load_day(east["PG_URL"], BAD_DAY, telemetry.generate_day(BAD_DAY, MACHINES, bad=True))
+    good = local_stack.trigger("east_west_analyst", analyst_conf(hub="auto", ids="E0001,E0002,E0003"))
+    assert local_stack.wait_for_run("east_west_analyst", good) == "success"
+    bad = local_stack.trigger("east_west_analyst", analyst_conf(hub="auto", ids=None, day=BAD_DAY.isoformat()))
+    assert local_stack.wait_for_run("east_west_analyst", bad) == "failed"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        _login(page, local_stack)
+        page.goto(f"{local_stack.url}/dags/east_west_analyst/runs/{good}", wait_until="domcontentloaded")
+        page.get_by_role("link", name="Report", exact=True).click()
+        frame = page.frame_locator("iframe").first
+        marks = _rendered_charts(frame, ["timeline", "throughput", "placement", "validation", "result"])
+        assert all(count > 0 for count in marks.values()), marks
+        assert frame.locator("#run-status").inner_text() == "published"
+        summary = frame.locator("#summary").inner_text()
+        assert "rows published" in summary and "compression ratio" in summary and "cost ¥" in summary
+        assert frame.locator("#validation tr.pass").count() > 0 and frame.locator("#validation tr.FAIL").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "report-tab.png"), full_page=True)
+        _full_report(page, local_stack, good, "report.png")
+
+        page.goto(f"{local_stack.url}/dags/east_west_analyst/runs/{bad}", wait_until="domcontentloaded")
+        page.get_by_role("link", name="Report", exact=True).click()
+        frame = page.frame_locator("iframe").first
+        _rendered_charts(frame, ["timeline", "validation", "result"])
+        assert frame.locator("#run-status").inner_text() == "quarantined"
+        assert "validate (failed)" in frame.locator("#failed-steps").inner_text()
+        failed = frame.locator("#validation tr.FAIL").all_inner_texts()
+        assert any("min_power_kw" in row for row in failed) and any("null_readings" in row for row in failed), failed
+        page.screenshot(path=str(ARTIFACTS / "report-tab-quarantined.png"), full_page=True)
+        _full_report(page, local_stack, bad, "report-quarantined.png")
+
+        page.goto(f"{local_stack.url}/plugin/eastwest-hubs", wait_until="domcontentloaded")
+        frame = page.frame_locator("iframe").first
+        _rendered_charts(frame, ["transfers", "cost"])
+        for hub in get_settings().hubs:
+            assert frame.locator(f"#hubs tr[data-hub={hub}] .status.ok").count() == 1, hub
+        assert frame.locator("#hubs tr[data-hub]").count() == 4
+        assert frame.locator("#hubs .status.ok").count() == 4
+        page.screenshot(path=str(ARTIFACTS / "hubs-page.png"), full_page=True)
+        browser.close()
+
+    report = f"/eastwest/reports/east_west_analyst/{good}"
+    assert _status(local_stack, report, user="admin") == 200
+    assert _status(local_stack, report) == 401  # anonymous
+    assert _status(local_stack, "/eastwest/hubs") == 401
+    assert _status(local_stack, "/eastwest/static/vega.min.js") == 401
+    for traversal in (
+        "/eastwest/reports/east_west_analyst/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/eastwest/reports/east_west_analyst/..",
+        "/eastwest/reports/..%2F..%2Fetc/passwd",
+        "/eastwest/static/..%2Fapp.py",
+        "/eastwest/static/LICENSES.md",
+    ):
+        assert _status(local_stack, traversal, user="admin") == 404, traversal
+    # SCOPED_USER may read the analyst DAG's runs only (the test stack's DagScopedAuthManager).
+    assert _status(local_stack, report, user=SCOPED_USER) == 200
+    assert (
+        _status(
+            local_stack, "/eastwest/reports/east_west_nightly/scheduled__2026-11-24T16:30:00+00:00", user=SCOPED_USER
+        )
+        == 403
+    )
+    assert _status(local_stack, "/eastwest/reports/east_west_nightly/no-such-run", user="admin") == 404
 
 
 @pytest.fixture(scope="module")

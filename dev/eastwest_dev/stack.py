@@ -87,9 +87,16 @@ class Stack:
 
     @property
     def password(self) -> str:
-        passwords = self.state_dir / "passwords.json"
-        self._secret("passwords.json", lambda: json.dumps({"admin": secrets.token_urlsafe(12)}))
-        return json.loads(passwords.read_text())["admin"]
+        return self.password_of("admin")
+
+    def password_of(self, user: str) -> str:
+        """The password of one of the stack's users (``admin``, and the roles ``extra_env`` adds)."""
+        users = [u.split(":")[0] for u in self.env_users().split(",")]
+        self._secret("passwords.json", lambda: json.dumps({u: secrets.token_urlsafe(12) for u in users}))
+        return json.loads((self.state_dir / "passwords.json").read_text())[user]
+
+    def env_users(self) -> str:
+        return self.extra_env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
 
     def env(self) -> dict[str, str]:
         """The environment every component runs with."""

@@ -285,7 +285,8 @@ def east_west_dag(
 
         @task(task_id="report", execution_timeout=STEP_TIMEOUT)
         def report(plan: Any) -> dict:
-            """Write the run report (JSON and HTML) from every step's metrics, whatever their outcome."""
+            """Write the run report (JSON and HTML, and the document the Report tab shows) from every step's metrics,
+            whatever their outcome."""
             context = get_current_context()
             ti = context["ti"]
             metrics = {name: ti.xcom_pull(task_ids=name) for name in reports.STEPS}
@@ -293,7 +294,9 @@ def east_west_dag(
             parsed = Plan.from_dict(plan)
             summary = reports.summarize(ctx, parsed, metrics)
             reports.record_usage(ctx, parsed, summary, run_id=str(context["run_id"]))
-            reports.write_report(ctx, parsed, summary)
+            document = reports.document(ctx, parsed, summary, metrics)
+            reports.write_report(ctx, parsed, summary, document)
+            ti.xcom_push(key=reports.DOCUMENT_KEY, value=document)  # what the Report tab shows
             for key, value in summary.items():
                 log.info("%-24s %s", key, value)
             return summary

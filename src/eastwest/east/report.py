@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from datetime import UTC, datetime
@@ -16,6 +15,8 @@ from eastwest.east.steps import RunContext
 log = logging.getLogger(__name__)
 
 STEPS = ("extract", "place", "ship", "fetch", "validate", "publish")
+#: The XCom key of the report task under which a run's report document is recorded.
+DOCUMENT_KEY = "report_document"
 
 
 def placement_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
@@ -141,46 +142,132 @@ def summarize(ctx: RunContext, plan: Plan, steps: dict[str, dict[str, Any] | Non
     return summary
 
 
-def write_report(ctx: RunContext, plan: Plan, summary: dict[str, Any]) -> Path:
-    """Write ``report.json`` and a readable ``report.html`` for the run; return the HTML path."""
+def validation_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Great Expectations' result as one row per expectation: what was checked, whether it held,
+    and for a failure how many values broke it and which (a sample)."""
+    rows = []
+    for item in result.get("results", []):
+        config = item.get("expectation_config") or {}
+        kwargs = {k: v for k, v in (config.get("kwargs") or {}).items() if k != "batch_id"}
+        found = item.get("result") or {}
+        percent = found.get("unexpected_percent")
+        rows.append(
+            {
+                "expectation": config.get("type"),
+                "column": kwargs.pop("column", None),
+                "arguments": kwargs,
+                "success": bool(item.get("success")),
+                "unexpected_count": found.get("unexpected_count"),
+                "unexpected_percent": round(percent, 3) if isinstance(percent, int | float) else None,
+                "failing_values": list(found.get("partial_unexpected_list") or [])[:PREVIEW_VALUES],
+                "observed": found.get("observed_value"),
+            }
+        )
+    return rows
+
+
+#: A report keeps at most this many failing values per expectation, and chart rows per chart.
+PREVIEW_VALUES = 10
+PREVIEW_ROWS = 30
+
+
+def preview(table: Any) -> dict[str, Any]:
+    """What the run's result holds, as the data of one chart: the first float column summed over
+    its time column (one line per float column, up to three) when the result spans several times,
+    else the first float column summed per category (the text column with the fewest values, top
+    ``PREVIEW_ROWS``), else the totals of the float columns that share the commonest unit suffix
+    (``actual_kwh`` and ``forecast_kwh``)."""
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    schema = frame.schema
+    floats = [c for c, t in schema.items() if t.is_float()]
+    if not floats or frame.height == 0:
+        return {"kind": "none", "rows": [], "total_rows": frame.height, "reason": "no numeric values to chart"}
+    times = [c for c, t in schema.items() if t.is_temporal() and frame[c].n_unique() > 1]
+    if times:
+        x, ys = times[0], floats[:3]
+        grouped = frame.group_by(x).agg([pl.col(c).sum() for c in ys]).sort(x).tail(PREVIEW_ROWS * 10)
+        rows = [
+            {"x": _iso(record[x]), "series": column, "value": record[column]}
+            for record in grouped.iter_rows(named=True)
+            for column in ys
+        ]
+        return {"kind": "line", "x": x, "y": "sum", "series": ys, "rows": rows, "total_rows": frame.height}
+    texts = sorted(
+        (c for c, t in schema.items() if t in (pl.String, pl.Categorical) and frame[c].n_unique() > 1),
+        key=lambda c: frame[c].n_unique(),
+    )
+    if not texts:  # one total per float column of the commonest unit (e.g. actual_kwh against forecast_kwh)
+        units: dict[str, list[str]] = {}
+        for column in floats:
+            units.setdefault(column.rsplit("_", 1)[-1], []).append(column)
+        unit, columns = max(units.items(), key=lambda item: len(item[1]))
+        rows = [{"x": column, "value": frame[column].sum()} for column in columns]
+        return {"kind": "bar", "x": "column", "y": unit, "rows": rows, "total_rows": frame.height}
+    y = floats[0]
+    x = texts[0]
+    grouped = frame.group_by(x).agg(pl.col(y).sum()).sort(y, descending=True).head(PREVIEW_ROWS)
+    rows = [{"x": str(record[x]), "value": record[y]} for record in grouped.iter_rows(named=True)]
+    return {"kind": "bar", "x": x, "y": y, "rows": rows, "total_rows": frame.height}
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def document(
+    ctx: RunContext, plan: Plan, summary: dict[str, Any], steps: dict[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Everything the run's report page shows, recorded with the run (an XCom of the report task),
+    so the API server can show it without this worker's disk: the summary, the placement decisions
+    and failovers, each transfer's bytes over time, the validation per expectation (passed or
+    quarantined), and what the result holds."""
+    record = placing.load(ctx, plan) or {}
+    validation_file = ctx.report_dir(plan) / "validation.json"
+    quarantined = ctx.quarantine_dir(plan) / "validation.json"
+    validation: dict[str, Any] = {"outcome": "not run", "rows": []}
+    for outcome, path in (("passed", validation_file), ("quarantined", quarantined)):
+        if path.exists():
+            result = json.loads(path.read_text())
+            validation = {"outcome": outcome, "rows": validation_rows(result.get("gx", result))}
+            break
+    preview_file = ctx.report_dir(plan) / "preview.json"
+    transfers = []
+    for direction, metrics in (("ship", steps.get("ship")), ("fetch", steps.get("fetch"))):
+        for one in (metrics or {}).get("transfers", [metrics] if metrics else []):
+            transfers.append(
+                {k: one.get(k) for k in ("direction", "hub", "dataset", "started_at", "wire_bytes", "seconds")}
+                | {"samples": one.get("samples") or [], "step": direction}
+            )
+    if summary.get("rows_published") is not None:
+        status = "published"
+    elif validation["outcome"] == "quarantined":
+        status = "quarantined"
+    else:
+        status = "not published"
+    return {
+        "version": 1,
+        "status": status,
+        "summary": summary,
+        "placement": {"decisions": record.get("decisions", []), "failures": record.get("failures", [])},
+        "transfers": transfers,
+        "validation": validation,
+        "preview": json.loads(preview_file.read_text()) if preview_file.exists() else {"kind": "none", "rows": []},
+    }
+
+
+def write_report(ctx: RunContext, plan: Plan, summary: dict[str, Any], doc: dict[str, Any] | None = None) -> Path:
+    """Write ``report.json`` (the summary) and ``report.html`` (the report page, as the Airflow UI
+    shows it, without the task timeline) for the run; return the HTML path."""
+    from eastwest.ui import pages
+
     out_dir = ctx.report_dir(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "report.html"
     summary["report"] = str(target)
-    (out_dir / "report.json").write_text(json.dumps(summary, indent=1))
-    validation_file = out_dir / "validation.json"
-    if not validation_file.exists():
-        quarantined = ctx.quarantine_dir(plan) / "validation.json"
-        validation_file = quarantined if quarantined.exists() else validation_file
-    checks = ""
-    if validation_file.exists():
-        result = json.loads(validation_file.read_text())
-        result = result.get("gx", result)
-        for item in result.get("results", []):
-            config = item["expectation_config"]
-            kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
-            status = "pass" if item["success"] else "FAIL"
-            unexpected = (item.get("result") or {}).get("unexpected_count", "")
-            checks += (
-                f"<tr class='{status}'><td>{status}</td><td>{html.escape(config['type'])}</td>"
-                f"<td>{html.escape(json.dumps(kwargs))}</td><td>{unexpected}</td></tr>"
-            )
-
-    def cell(value: Any) -> str:
-        if isinstance(value, list):
-            value = "\n".join(map(str, value))
-        text = html.escape(str(value))
-        return f"<pre>{text}</pre>" if "\n" in text else text
-
-    rows = "".join(
-        f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{cell(v)}</td></tr>" for k, v in summary.items()
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(plan.run_key)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
-padding:4px 8px;text-align:left}}tr.FAIL{{background:#fdd}}tr.pass{{background:#efe}}</style></head><body>
-<h1>East → west run {html.escape(plan.run_key)}</h1><table>{rows}</table>
-<h2>Validation ({html.escape(validation_file.name)})</h2>
-<table><tr><th>status</th><th>expectation</th><th>arguments</th><th>unexpected</th></tr>{checks}</table>
-</body></html>"""
-    target.write_text(page)
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=1, default=str))
+    doc = doc if doc is not None else document(ctx, plan, summary, {})
+    target.write_text(pages.report_page(doc, tasks=[], standalone=True))
     return target
