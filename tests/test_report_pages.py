@@ -8,7 +8,8 @@ from datetime import date
 
 import pyarrow as pa
 
-from eastwest.east.report import preview, validation_rows
+from eastwest.east.previews import preview
+from eastwest.east.report import validation_rows
 from eastwest.ui import pages
 
 GX_RESULT = {
@@ -110,8 +111,8 @@ def test_report_page_shows_every_part_with_charts_holding_the_data() -> None:
     assert set(charts) == {"timeline", "throughput", "placement", "validation", "result"}
     assert [v["mb_per_s"] for v in charts["throughput"]["data"]["values"]] == [4.0, 8.0]
     assert charts["validation"]["data"]["values"] == [
-        {"expectation": "expect_column_values_to_be_between (min_power_kw)", "unexpected": 3, "result": "failed"},
-        {"expectation": "expect_column_to_exist (energy_kwh)", "unexpected": 0, "result": "passed"},
+        {"expectation": "min_power_kw · column_values_to_be_between", "unexpected": 3, "result": "failed"},
+        {"expectation": "energy_kwh · column_to_exist", "unexpected": 0, "result": "passed"},
     ]
     assert charts["result"]["data"]["values"] == [{"x": "E1", "value": 4.0}]
     assert "What failed:" in page  # with a link to the failed step's log in the Airflow UI

@@ -206,8 +206,8 @@ def test_analyst_triggers_from_the_ui_in_a_real_browser(local_stack, east) -> No
 BAD_DAY = date(2026, 11, 19)
 
 
-def _status(stack: Stack, path: str, *, user: str | None = None) -> int:
-    """HTTP status of a GET on the stack, anonymous or as ``user`` (a bearer token of theirs)."""
+def _get(stack: Stack, path: str, *, user: str | None = None) -> tuple[int, str]:
+    """HTTP status and body of a GET on the stack, anonymous or as ``user`` (a bearer token of theirs)."""
     import urllib.error
     import urllib.request
 
@@ -221,9 +221,13 @@ def _status(stack: Stack, path: str, *, user: str | None = None) -> int:
         with urllib.request.urlopen(
             urllib.request.Request(f"{stack.url}{path}", headers=headers), timeout=60
         ) as answer:
-            return answer.status
+            return answer.status, answer.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read().decode()
+
+
+def _status(stack: Stack, path: str, *, user: str | None = None) -> int:
+    return _get(stack, path, user=user)[0]
 
 
 def _rendered_charts(frame, names: list[str]) -> dict[str, int]:
@@ -250,6 +254,11 @@ def test_report_tab_and_hubs_page_in_a_real_browser(local_stack, east) -> None:
 
     telemetry.load_day(east["PG_URL"], BAD_DAY, telemetry.generate_day(BAD_DAY, MACHINES, bad=True))
     good = local_stack.trigger("east_west_analyst", analyst_conf(hub="auto", ids="E0001,E0002,E0003"))
+    status, early = _get(local_stack, f"/eastwest/reports/east_west_analyst/{good}", user="admin")
+    assert status == 200 and 'id="not-recorded"' in early  # before its report step: what Airflow knows
+    other = local_stack.trigger("test_west_job_failure", {})  # a DAG that is not an east → west pipeline
+    status, note = _get(local_stack, f"/eastwest/reports/test_west_job_failure/{other}", user="admin")
+    assert status == 200 and 'id="not-ours"' in note, note
     assert local_stack.wait_for_run("east_west_analyst", good) == "success"
     bad = local_stack.trigger("east_west_analyst", analyst_conf(hub="auto", ids=None, day=BAD_DAY.isoformat()))
     assert local_stack.wait_for_run("east_west_analyst", bad) == "failed"
@@ -313,6 +322,7 @@ def test_report_tab_and_hubs_page_in_a_real_browser(local_stack, east) -> None:
         == 403
     )
     assert _status(local_stack, "/eastwest/reports/east_west_nightly/no-such-run", user="admin") == 404
+    assert local_stack.wait_for_run("test_west_job_failure", other) == "failed"  # its job fails by design
 
 
 @pytest.fixture(scope="module")

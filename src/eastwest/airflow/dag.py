@@ -291,11 +291,15 @@ def east_west_dag(
             ti = context["ti"]
             metrics = {name: ti.xcom_pull(task_ids=name) for name in reports.STEPS}
             metrics["ship"] = ti.xcom_pull(task_ids="ship", key="transfer")
+            from eastwest.ui import pages
+
             parsed = Plan.from_dict(plan)
             summary = reports.summarize(ctx, parsed, metrics)
             reports.record_usage(ctx, parsed, summary, run_id=str(context["run_id"]))
             document = reports.document(ctx, parsed, summary, metrics)
-            reports.write_report(ctx, parsed, summary, document)
+            reports.write_report(ctx, parsed, summary)
+            page = pages.report_page(document, tasks=[], standalone=True)  # the Report tab's page, for make run
+            (ctx.report_dir(parsed) / "report.html").write_text(page)
             ti.xcom_push(key=reports.DOCUMENT_KEY, value=document)  # what the Report tab shows
             for key, value in summary.items():
                 log.info("%-24s %s", key, value)

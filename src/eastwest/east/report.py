@@ -1,4 +1,5 @@
-"""A run's report: the steps' metrics combined into a summary, written as JSON and HTML."""
+"""A run's report: the steps' metrics combined into a summary (report.json) and the report document
+the Airflow UI's Report tab shows (recorded as an XCom of the run)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 STEPS = ("extract", "place", "ship", "fetch", "validate", "publish")
 #: The XCom key of the report task under which a run's report document is recorded.
 DOCUMENT_KEY = "report_document"
+#: A report keeps at most this many failing values per expectation.
+PREVIEW_VALUES = 10
 
 
 def placement_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
@@ -166,57 +169,6 @@ def validation_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-#: A report keeps at most this many failing values per expectation, and chart rows per chart.
-PREVIEW_VALUES = 10
-PREVIEW_ROWS = 30
-
-
-def preview(table: Any) -> dict[str, Any]:
-    """What the run's result holds, as the data of one chart: the first float column summed over
-    its time column (one line per float column, up to three) when the result spans several times,
-    else the first float column summed per category (the text column with the fewest values, top
-    ``PREVIEW_ROWS``), else the totals of the float columns that share the commonest unit suffix
-    (``actual_kwh`` and ``forecast_kwh``)."""
-    import polars as pl
-
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    schema = frame.schema
-    floats = [c for c, t in schema.items() if t.is_float()]
-    if not floats or frame.height == 0:
-        return {"kind": "none", "rows": [], "total_rows": frame.height, "reason": "no numeric values to chart"}
-    times = [c for c, t in schema.items() if t.is_temporal() and frame[c].n_unique() > 1]
-    if times:
-        x, ys = times[0], floats[:3]
-        grouped = frame.group_by(x).agg([pl.col(c).sum() for c in ys]).sort(x).tail(PREVIEW_ROWS * 10)
-        rows = [
-            {"x": _iso(record[x]), "series": column, "value": record[column]}
-            for record in grouped.iter_rows(named=True)
-            for column in ys
-        ]
-        return {"kind": "line", "x": x, "y": "sum", "series": ys, "rows": rows, "total_rows": frame.height}
-    texts = sorted(
-        (c for c, t in schema.items() if t in (pl.String, pl.Categorical) and frame[c].n_unique() > 1),
-        key=lambda c: frame[c].n_unique(),
-    )
-    if not texts:  # one total per float column of the commonest unit (e.g. actual_kwh against forecast_kwh)
-        units: dict[str, list[str]] = {}
-        for column in floats:
-            units.setdefault(column.rsplit("_", 1)[-1], []).append(column)
-        unit, columns = max(units.items(), key=lambda item: len(item[1]))
-        rows = [{"x": column, "value": frame[column].sum()} for column in columns]
-        return {"kind": "bar", "x": "column", "y": unit, "rows": rows, "total_rows": frame.height}
-    y = floats[0]
-    x = texts[0]
-    grouped = frame.group_by(x).agg(pl.col(y).sum()).sort(y, descending=True).head(PREVIEW_ROWS)
-    rows = [{"x": str(record[x]), "value": record[y]} for record in grouped.iter_rows(named=True)]
-    return {"kind": "bar", "x": x, "y": y, "rows": rows, "total_rows": frame.height}
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
 def document(
     ctx: RunContext, plan: Plan, summary: dict[str, Any], steps: dict[str, dict[str, Any] | None]
 ) -> dict[str, Any]:
@@ -258,16 +210,12 @@ def document(
     }
 
 
-def write_report(ctx: RunContext, plan: Plan, summary: dict[str, Any], doc: dict[str, Any] | None = None) -> Path:
-    """Write ``report.json`` (the summary) and ``report.html`` (the report page, as the Airflow UI
-    shows it, without the task timeline) for the run; return the HTML path."""
-    from eastwest.ui import pages
-
+def write_report(ctx: RunContext, plan: Plan, summary: dict[str, Any]) -> Path:
+    """Write the summary as ``report.json`` next to the run's files; return its path (the report
+    page ``report.html`` is written beside it by the report task, from the report document)."""
     out_dir = ctx.report_dir(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / "report.html"
-    summary["report"] = str(target)
-    (out_dir / "report.json").write_text(json.dumps(summary, indent=1, default=str))
-    doc = doc if doc is not None else document(ctx, plan, summary, {})
-    target.write_text(pages.report_page(doc, tasks=[], standalone=True))
+    summary["report"] = str(out_dir / "report.html")
+    target = out_dir / "report.json"
+    target.write_text(json.dumps(summary, indent=1, default=str))
     return target

@@ -295,7 +295,7 @@ def validate(ctx: RunContext, plan: Plan) -> dict[str, Any]:
     record = out_dir / "validation.json"
     record.unlink(missing_ok=True)  # publish needs a pass for exactly this result
     manifest, table = read_result(ctx, plan)
-    from eastwest.east.report import preview
+    from eastwest.east.previews import preview
 
     (out_dir / "preview.json").write_text(json.dumps(preview(table), default=str))  # for the report, pass or fail
     outcome = validation.validate(table.to_pandas(), ctx.suite)

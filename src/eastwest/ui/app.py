@@ -104,6 +104,7 @@ def _documents(session: Any, *, dag_ids: set[str], run_id: str | None = None, li
 )
 def report(dag_id: str, run_id: str, request: Request, session: SessionDep) -> HTMLResponse:
     """A run's report, for the run's "Report" tab."""
+    from airflow.models.dag import DagTag
     from airflow.models.dagrun import DagRun
     from sqlalchemy import select
 

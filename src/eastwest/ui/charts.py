@@ -113,7 +113,7 @@ def validation(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
     values = [
         {
-            "expectation": f"{r['expectation']} ({r['column']})" if r.get("column") else str(r["expectation"]),
+            "expectation": " · ".join(filter(None, [r.get("column"), str(r["expectation"]).removeprefix("expect_")])),
             "unexpected": r.get("unexpected_count") or 0,
             "result": "passed" if r["success"] else "failed",
         }
@@ -126,7 +126,7 @@ def validation(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         .mark_bar()
         .encode(
             x=alt.X("unexpected:Q", title="values that broke it"),
-            y=alt.Y("expectation:N", title=None, sort="-x"),
+            y=alt.Y("expectation:N", title=None, sort="-x", axis=alt.Axis(labelLimit=360)),
             color=alt.Color("result:N", scale=alt.Scale(domain=["passed", "failed"], range=["#2e7d32", "#c62828"])),
             tooltip=["expectation:N", "result:N", "unexpected:Q"],
         )
