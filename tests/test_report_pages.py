@@ -122,6 +122,11 @@ def test_report_page_shows_every_part_with_charts_holding_the_data() -> None:
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page  # recorded values are escaped
 
 
+def test_a_run_whose_expectations_all_held_gets_no_validation_chart() -> None:
+    passed = {**_doc("published"), "validation": {"outcome": "passed", "rows": validation_rows(GX_RESULT)[1:]}}
+    assert "validation" not in charts_of(pages.report_page(passed, tasks=[]))
+
+
 def test_report_page_of_a_run_that_recorded_nothing_shows_what_airflow_knows() -> None:
     page = pages.report_page(None, tasks=[{"task": "plan", "state": "failed", "start": "2026-12-03T09:00:00+00:00",
                                            "end": "2026-12-03T09:00:01+00:00"}], run_id="r", run_state="failed")  # fmt: skip

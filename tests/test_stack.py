@@ -189,7 +189,7 @@ def test_analyst_triggers_from_the_ui_in_a_real_browser(local_stack, east) -> No
         # The run's Report tab: every chart drawn from what the run recorded.
         page.get_by_role("link", name="Report", exact=True).click()
         frame = page.frame_locator("iframe").first
-        marks = _rendered_charts(frame, ["timeline", "throughput", "placement", "validation", "result"])
+        marks = _rendered_charts(frame, ["timeline", "throughput", "placement", "result"])
         assert all(count > 0 for count in marks.values()), marks
         assert frame.locator("#run-status").inner_text() == "published"
         summary = frame.locator("#summary").inner_text()
@@ -255,7 +255,7 @@ def _rendered_charts(frame, names: list[str]) -> dict[str, int]:
 def _full_report(page, stack: Stack, run_id: str, name: str) -> None:
     """The whole report page (the tab's iframe scrolls), as the same logged-in user, for a screenshot."""
     page.goto(f"{stack.url}/eastwest/reports/east_west_analyst/{run_id}", wait_until="domcontentloaded")
-    _rendered_charts(page, ["timeline", "validation", "result"])
+    _rendered_charts(page, ["timeline", "result"])
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
