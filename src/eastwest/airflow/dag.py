@@ -287,12 +287,12 @@ def east_west_dag(
         def report(plan: Any) -> dict:
             """Write the run report (JSON and HTML, and the document the Report tab shows) from every step's metrics,
             whatever their outcome."""
+            from eastwest.ui import pages
+
             context = get_current_context()
             ti = context["ti"]
             metrics = {name: ti.xcom_pull(task_ids=name) for name in reports.STEPS}
             metrics["ship"] = ti.xcom_pull(task_ids="ship", key="transfer")
-            from eastwest.ui import pages
-
             parsed = Plan.from_dict(plan)
             summary = reports.summarize(ctx, parsed, metrics)
             reports.record_usage(ctx, parsed, summary, run_id=str(context["run_id"]))

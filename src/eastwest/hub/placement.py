@@ -260,6 +260,12 @@ class Candidate:
         return self.excluded is None
 
 
+def usable_slots(prof: HubProfile, status: Mapping[str, Any]) -> int:
+    """The slots placement counts on: what the hub's probe reports, never more than it declares."""
+    reported = int(status.get("slots") or prof.slots)
+    return max(1, min(prof.slots, reported))
+
+
 def estimate(
     prof: HubProfile, found: Survey, *, raw_bytes: int, rate: Rate, rate_from: str, pending: int = 0
 ) -> Candidate:
@@ -267,8 +273,7 @@ def estimate(
     raw_mb = raw_bytes / 1e6
     compute_s = max(MIN_COMPUTE_SECONDS, rate.seconds_per_mb * raw_mb)
     core_seconds = max(compute_s * 0.5, rate.core_seconds_per_mb * raw_mb)
-    reported = int(found.status.get("slots") or prof.slots)
-    slots = max(1, min(prof.slots, reported))  # a hub that reports more than it declares gets no more
+    slots = usable_slots(prof, found.status)
     ahead = int(found.status.get("running") or 0) + int(found.status.get("queued") or 0) + pending
     queue_s = 0.0 if ahead < slots else (ahead - slots + 1) / slots * compute_s
     transfer_s = found.missing_bytes / (prof.link_mb_s * 1e6) + CONTROL_ROUND_TRIPS * prof.rtt_ms / 1000

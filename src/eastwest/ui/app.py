@@ -188,9 +188,10 @@ def hub_rows() -> list[dict[str, Any]]:
         row: dict[str, Any] = {"name": name}
         try:
             profile = placement.profile(name)
-            row.update({k: getattr(profile, k) for k in ("region", "slots", *placement.HubProfile.NUMBERS)})
+            row.update({k: getattr(profile, k) for k in ("region", *placement.HubProfile.NUMBERS)})
             found = placement.survey_hub(name, {}, timeout=HUB_PROBE_TIMEOUT, ttl=HUB_PROBE_TTL, cache_dir=cache_dir)
         except Exception as exc:  # a hub's broken connection shows on its row, not as a broken page
+            log.warning("hubs page: hub %s: %s", name, exc)
             row.update({"ok": False, "reason": str(exc)[:300]})
             return row
         answer = found.status
@@ -201,7 +202,7 @@ def hub_rows() -> list[dict[str, Any]]:
                 "reason": found.reason,
                 "running": answer.get("running"),
                 "queued": answer.get("queued"),
-                "slots": min(int(answer.get("slots") or row["slots"]), int(row["slots"])),  # as placement counts
+                "slots": placement.usable_slots(profile, answer),
                 "load": f"{answer['load1']} / {answer.get('cpus')}" if "load1" in answer else None,
                 "free_memory_gb": _gb(answer.get("free_memory_bytes")),
                 "free_disk_gb": _gb(answer.get("free_disk_bytes")),

@@ -46,9 +46,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eastwest.west import protocol, wire
+from eastwest.west import protocol
 from eastwest.west.protocol import EXIT_MISSING, EXIT_USAGE
-from eastwest.west.runner import ArgumentParser, RunnerError, _digest, _name, _root, log  # its argument checks
+from eastwest.west.runner import ArgumentParser, RunnerError, _digest, _name, _root, log, store  # its argument checks
 
 SUBMIT = "submit"
 STATUS = "status"
@@ -301,7 +301,7 @@ def _group_alive(pgid: int) -> bool:
 def _cached_chunks(root: Path) -> dict[str, int]:
     """How many verified chunks the hub stores, and their bytes (what later runs need not send)."""
     count = size = 0
-    for chunk in (root / "chunks").glob("*/*" + wire.SUFFIX):
+    for chunk in store(root).files():
         try:
             size += chunk.stat().st_size
             count += 1

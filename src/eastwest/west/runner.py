@@ -507,7 +507,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if bundles:
         log("removed %s job bundles unused for %s hours", bundles, args.keep_hours)
     removed = 0
-    for chunk in (args.root / "chunks").glob("*/*" + wire.SUFFIX):
+    for chunk in store(args.root).files():
         if chunk.stem not in referenced and chunk.stat().st_mtime < cutoff:
             chunk.unlink(missing_ok=True)
             chunk.with_suffix(".rows").unlink(missing_ok=True)

@@ -312,6 +312,10 @@ class ChunkStore:
             raise VerificationError(f"{sha256!r} is not a SHA-256 digest")
         return self.root / sha256[:2] / f"{sha256}{SUFFIX}"
 
+    def files(self) -> Iterator[Path]:
+        """Every chunk file the store holds (not partial ones being written)."""
+        return self.root.glob("*/*" + SUFFIX)
+
     def rows_path(self, sha256: str) -> Path:
         return self.path(sha256).with_suffix(".rows")
 
