@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
+import eastwest_dev
 from eastwest_dev import postgres_connection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,23 +92,9 @@ def airflow_db():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
-@contextmanager
-def fresh_pg_database(name: str) -> Iterator[str]:
-    """Create an empty PostgreSQL database; drop it afterwards. Yields its URL."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(
-        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg2://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+def fresh_pg_database(name: str) -> AbstractContextManager[str]:
+    """Create an empty PostgreSQL database on the test server; drop it afterwards. Yields its URL."""
+    return eastwest_dev.fresh_pg_database(PG_ADMIN_URL, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

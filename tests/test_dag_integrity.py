@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -51,9 +52,16 @@ def probe(path: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module", params=DAG_FILES, ids=lambda p: p.name)
+@functools.cache
+def first_probe(path: Path) -> dict:
+    """One import of the file in a fresh interpreter, shared by every test of that file (starting
+    an interpreter with Airflow loaded takes seconds)."""
+    return probe(path)
+
+
+@pytest.fixture(params=DAG_FILES, ids=lambda p: p.name)
 def dag_info(request) -> dict:
-    return probe(request.param)
+    return first_probe(request.param)
 
 
 def test_there_are_dags() -> None:
@@ -62,11 +70,9 @@ def test_there_are_dags() -> None:
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_imports_fast(path: Path) -> None:
-    tries = []
-    for _ in range(3):
+    tries = [first_probe(path)["seconds"]]
+    while tries[-1] >= IMPORT_BUDGET_S and len(tries) < 3:
         tries.append(probe(path)["seconds"])
-        if tries[-1] < IMPORT_BUDGET_S:
-            break
     assert min(tries) < IMPORT_BUDGET_S, f"{path.name} took {tries} s to import"
 
 

@@ -319,10 +319,14 @@ class Stack:
                 time.sleep(1)
         raise StackError(f"DAG {dag_id} was not parsed within {timeout:.0f}s; see {self.state_dir}/dag-processor.log")
 
-    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> str:
-        """Unpause ``dag_id`` and start a run (of the interval ``logical_date`` names, for a scheduled DAG)."""
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any], logical_date: str | None = None, *, unpause: bool = True
+    ) -> str:
+        """Unpause ``dag_id`` and start a run (of the interval ``logical_date`` names, for a scheduled DAG).
+        With ``unpause=False`` a paused DAG's run is created and stays queued: it exists, nothing runs."""
         self.wait_for_dag(dag_id)
-        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        if unpause:
+            self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf})
         return run["dag_run_id"]
 
@@ -336,9 +340,24 @@ class Stack:
         failed = []
         for run in self.runs(dag_id, run_type):
             if run["state"] in ("queued", "running"):
-                self.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
+                self._fail_run(dag_id, run["dag_run_id"])
                 failed.append(run["dag_run_id"])
         return failed
+
+    def _fail_run(self, dag_id: str, run_id: str, attempts: int = 3) -> None:
+        """Mark one run failed. The scheduler may be updating the same rows (PostgreSQL then aborts
+        one side, the API answers 500 "Database error"): read the run again and retry."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        for attempt in range(1, attempts + 1):
+            try:
+                self.request("PATCH", path, {"state": "failed"})
+                return
+            except StackError as exc:
+                if " → 500:" not in str(exc) or attempt == attempts:
+                    raise
+                time.sleep(attempt)
+                if self.request("GET", path)["state"] not in ("queued", "running"):
+                    return
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         deadline = time.monotonic() + timeout
