@@ -135,7 +135,7 @@ test: system-deps browser-deps venv west-venv lint ## run every test (real sshd 
 clean: hubs-down ## stop hubs and remove .local (venvs, hubs, data, Airflow home)
 	rm -rf .local
 
-.PHONY: bench bench-transfer bench-placement bench-model bench-hub-memory bench-e2e
+.PHONY: bench bench-transfer bench-placement bench-model bench-hub-memory bench-e2e bench-stack
 bench: system-deps venv west-venv ## both benchmarks on emulated WAN links, one after the other (root; writes bench/)
 	$(PY) bench/transfer_bench.py $(BENCH_ARGS)
 	$(PY) bench/placement_bench.py $(PLACEMENT_ARGS)
@@ -145,6 +145,9 @@ bench-transfer: system-deps venv west-venv ## stock SFTP vs scp vs the engine on
 
 bench-e2e: system-deps venv west-venv ## the nightly pipeline vs the stock operators' way at 1M, 10M and 50M readings over 200 Mbit/s + 30 ms (root; ≈25 min, 16 GB RAM)
 	$(PY) bench/e2e_bench.py $(E2E_ARGS)
+
+bench-stack: venv west-venv ## the real Airflow stack: an analyst run with the forkserver preload of airflow.cfg vs Airflow's default fork (≈10 min)
+	$(PY) bench/stack_bench.py $(STACK_ARGS)
 
 bench-hub-memory: venv west-venv ## daily_kpis on a hub at 1, 10, 31 and 50 days: whole input vs machine groups (≈5 min, 14 GB RAM)
 	$(PY) bench/hub_memory_bench.py $(HUB_MEMORY_ARGS)

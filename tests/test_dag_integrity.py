@@ -126,3 +126,20 @@ def test_dag_files_are_at_most_30_lines_of_declarations() -> None:
         text = "\n".join(lines)
         for word in ("ssh", "paramiko", "sha256", "pyarrow", "SELECT", "INSERT"):
             assert word not in text, f"{path.name} mentions {word}: that belongs in the library"
+
+
+def test_the_workers_preload_only_third_party_modules_that_import() -> None:
+    """airflow.cfg's forkserver preload: Python's forkserver skips a module that fails to import
+    without a word, so a misspelt name would quietly cost every task its import time again. And no
+    module of this project: a new version of it must reach the next task without a restart."""
+    import configparser
+    import importlib
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "airflow.cfg")
+    assert config["scheduler"]["mp_start_method"] == "forkserver"
+    modules = [m.strip() for m in config["scheduler"]["mp_forkserver_preload"].split(",") if m.strip()]
+    assert {"pyarrow", "polars", "great_expectations", "airflow.providers.ssh.hooks.ssh"} <= set(modules)
+    assert not [m for m in modules if m.split(".")[0] in ("eastwest", "eastwest_dev")]
+    for name in modules:
+        importlib.import_module(name)

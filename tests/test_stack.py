@@ -154,6 +154,18 @@ def _dialog_trigger_button(page):
     return page.locator(OPEN_DIALOG).get_by_role("button", name="Trigger")
 
 
+def test_the_executors_workers_hold_the_tasks_libraries_before_any_task(local_stack) -> None:
+    """airflow.cfg's forkserver preload: each LocalExecutor worker has pyarrow, polars and the SSH
+    hook's cryptography loaded, so a task forked from it does not import them again (with Airflow's
+    default fork, only the task that uses a library loads it, and the worker never does)."""
+    workers = [p for p in local_stack.processes() if "LocalExecutor" in " ".join(p.cmdline())]
+    assert workers, [" ".join(p.cmdline()) for p in local_stack.processes()]
+    for worker in workers:
+        maps = Path(f"/proc/{worker.pid}/maps").read_text()
+        for library in ("/pyarrow/libarrow", "polars_runtime", "/cryptography/"):  # their native code
+            assert library in maps, (library, worker)
+
+
 def test_analyst_triggers_from_the_ui_in_a_real_browser(local_stack, east) -> None:
     from playwright.sync_api import sync_playwright
 
