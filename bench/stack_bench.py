@@ -96,21 +96,22 @@ def measure(case: str, env: dict[str, str], runs: int, first_enterprise: int) ->
 
 
 def median_tasks(runs: list[dict[str, Any]]) -> dict[str, float]:
-    names = sorted({name for run in runs for name in run["tasks"]}, key=lambda n: runs[0]["tasks"].get(n, 0))
+    names = {name for run in runs for name in run["tasks"]}
     return {n: statistics.median(r["tasks"].get(n, 0.0) for r in runs) for n in names}
 
 
 def report(results: dict[str, Any]) -> str:
-    rows = {case: [r for m in results["measurements"] if m["case"] == case for r in m["runs"]] for case in CASES}
+    of_case = {case: [m for m in results["measurements"] if m["case"] == case] for case in CASES}
+    rows = {case: [r for m in found for r in m["runs"]] for case, found in of_case.items()}
     fork, preload = rows["fork"], rows["forkserver + preload"]
     per_case = {
         case: {
-            "run": statistics.median(r["seconds"] for r in runs),
-            "tasks": median_tasks(runs),
-            "warm": statistics.median(m["warm_up"]["seconds"] for m in results["measurements"] if m["case"] == case),
-            "pss": statistics.median(m["idle_pss_mb"] for m in results["measurements"] if m["case"] == case),
+            "run": statistics.median(r["seconds"] for r in rows[case]),
+            "tasks": median_tasks(rows[case]),
+            "warm": statistics.median(m["warm_up"]["seconds"] for m in found),
+            "pss": statistics.median(m["idle_pss_mb"] for m in found),
         }
-        for case, runs in rows.items()
+        for case, found in of_case.items()
     }
     a, b = per_case["fork"], per_case["forkserver + preload"]
     lines = [
